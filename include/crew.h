@@ -1,0 +1,306 @@
+/*
+ * crew.h - a worker pool (thread pool) for C11 on POSIX threads.
+ *
+ * A program hands crew tasks: a function and its argument.  crew runs them
+ * on worker threads and reports what came of each one, through a future,
+ * through callbacks, and through statistics.
+ *
+ * Conventions used by every function below:
+ *
+ *  - Functions that can fail return 0 on success or a negative CREW_E* code
+ *    (crew_strerror() names it).  crew never prints, never calls exit() or
+ *    abort() on a run-time failure, and keeps no global state: two pools
+ *    never affect each other.
+ *  - Every function is thread-safe unless its comment says otherwise.
+ *  - Option structs treat zero as "default", so designated initialisers
+ *    read well and a NULL options pointer means "all defaults".
+ *  - Exactly once: every task the pool accepts (a submit function returned
+ *    0) either runs once or is reported cancelled once; its future completes
+ *    once and its result or error callback fires once.
+ */
+#ifndef CREW_H
+#define CREW_H
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CREW_VERSION_MAJOR 0
+#define CREW_VERSION_MINOR 1
+#define CREW_VERSION_PATCH 0
+
+/*
+ * Error codes.  They are negated errno values, so they read like the
+ * familiar names; a task may return any int of its own (see crew_fn).
+ */
+#define CREW_OK         0
+#define CREW_EINVAL     (-EINVAL)     /* bad argument or option */
+#define CREW_ENOMEM     (-ENOMEM)     /* out of memory */
+#define CREW_EAGAIN     (-EAGAIN)     /* queue full, non-blocking submit */
+#define CREW_ETIMEDOUT  (-ETIMEDOUT)  /* a timed call ran out of time */
+#define CREW_ESHUTDOWN  (-ESHUTDOWN)  /* the pool no longer accepts tasks */
+#define CREW_ECANCELED  (-ECANCELED)  /* the task was cancelled */
+#define CREW_ETHREAD    (-1001)       /* a worker thread failed to start
+                                         (crew's own code, no errno) */
+#define CREW_EBUSY      (-EBUSY)      /* not finished yet (poll) */
+#define CREW_EDEADLK    (-EDEADLK)    /* the call would wait for itself */
+
+/* Upper bounds above which a value is refused as absurd (CREW_EINVAL). */
+#define CREW_MAX_WORKERS   (1u << 20)
+#define CREW_MAX_CAPACITY  ((size_t)1 << 40)
+
+typedef struct crew crew_t;           /* a pool */
+typedef struct crew_task crew_task_t; /* a future: one spawned task */
+typedef struct crew_ctx crew_ctx_t;   /* what a running task can ask */
+
+/*
+ * A task.  It runs on a worker thread with the argument given at submit
+ * time, returns 0 on success or any other value as its error, and may store
+ * a result through `result` (initially NULL).  The value it returns is what
+ * its future and error callback report; to keep it apart from crew's own
+ * codes, prefer positive values (errno values, say) for task errors.
+ */
+typedef int (*crew_fn)(crew_ctx_t *ctx, void *arg, void **result);
+
+/*
+ * Callbacks for outcomes.  `on_result` fires for a task that returned 0,
+ * with its result; `on_error` fires for a task that returned non-zero (err
+ * is its return value) or was cancelled (err is CREW_ECANCELED, result
+ * NULL).  They run on the worker thread that ran the task, right after it,
+ * or, for a cancelled task, on the thread that cancelled it (the caller of
+ * crew_task_cancel() or crew_shutdown(), or a worker draining the queue
+ * after crew_shutdown(CREW_SHUTDOWN_NOW)).  crew holds no lock while they
+ * run.  They may submit (see crew_submit() for what happens when the queue
+ * is full) and read statistics; they must not call crew_wait(),
+ * crew_shutdown() or crew_free() on their own pool (CREW_EDEADLK).
+ * crew_wait() returns only after the callbacks of the tasks it waited for
+ * have returned.
+ */
+typedef void (*crew_result_cb)(void *arg, void *result, void *user);
+typedef void (*crew_error_cb)(void *arg, int err, void *user);
+
+/* Per-thread hooks: run on each worker thread as it starts and stops. */
+typedef void (*crew_thread_hook)(crew_t *pool, unsigned worker_id,
+                                 void *user);
+
+/* Pool options.  Zero means the default given beside each field. */
+typedef struct crew_opts {
+    unsigned min_workers;     /* workers kept alive when idle; default 0 */
+    unsigned max_workers;     /* most workers, and so most tasks running
+                                 at once; default: online CPUs */
+    size_t queue_capacity;    /* most tasks waiting to start; 0: no bound */
+    int64_t idle_timeout_ns;  /* an idle worker above min_workers retires
+                                 after this long; default 10 s; negative:
+                                 never */
+    size_t stack_size;        /* worker stack bytes; default: the system's;
+                                 16 KiB to 1 GiB */
+    bool prespawn;            /* start max_workers threads at creation
+                                 instead of min_workers */
+    crew_thread_hook on_thread_start; /* optional, see crew_thread_hook */
+    crew_thread_hook on_thread_stop;  /* optional */
+    crew_result_cb on_result; /* optional, see crew_result_cb */
+    crew_error_cb on_error;   /* optional, see crew_error_cb */
+    void (*free_result)(void *result); /* optional: frees a result nobody
+                                 will collect (future released first) */
+    void *user;               /* passed to every hook and callback */
+} crew_opts_t;
+
+/* Per-task options for crew_spawn().  Zero means "as the pool says". */
+typedef struct crew_task_opts {
+    crew_result_cb on_result; /* replaces the pool's result callback */
+    crew_error_cb on_error;   /* replaces the pool's error callback */
+    void (*free_result)(void *result); /* replaces the pool's */
+    void *user;               /* passed to this task's callbacks */
+} crew_task_opts_t;
+
+/* How crew_shutdown() treats tasks that have not started. */
+enum crew_shutdown_how {
+    CREW_SHUTDOWN_DRAIN = 0,  /* run every accepted task, then stop */
+    CREW_SHUTDOWN_NOW = 1     /* cancel queued tasks; running ones finish */
+};
+
+/* What a future's task has come to; see crew_task_state(). */
+enum crew_task_state {
+    CREW_TASK_QUEUED = 0,
+    CREW_TASK_RUNNING,
+    CREW_TASK_DONE,           /* ran and returned 0 */
+    CREW_TASK_FAILED,         /* ran and returned non-zero */
+    CREW_TASK_CANCELED        /* never ran */
+};
+
+/* A snapshot of a pool's counters; see crew_stats(). */
+typedef struct crew_stats {
+    uint64_t submitted;       /* tasks accepted */
+    uint64_t completed;       /* ran and returned 0 */
+    uint64_t failed;          /* ran and returned non-zero */
+    uint64_t cancelled;       /* accepted but never ran */
+    uint64_t rejected;        /* submits refused: full, timed out, shut
+                                 down, out of memory or threads */
+    uint64_t queued;          /* accepted, waiting to start */
+    uint64_t running;         /* running now */
+    unsigned workers;         /* live worker threads */
+    unsigned idle_workers;    /* live workers waiting for work */
+    unsigned peak_workers;    /* most live workers ever */
+    unsigned min_workers;     /* bounds in force (see crew_resize()) */
+    unsigned max_workers;
+} crew_stats_t;
+
+/*
+ * Create a pool.  `opts` may be NULL for all defaults; it is copied.
+ * Starts min_workers threads (max_workers with `prespawn`) before
+ * returning.  Returns 0 and stores the pool in *pool, or CREW_EINVAL (NULL
+ * `pool`, min_workers > max_workers, a bound above CREW_MAX_WORKERS or
+ * CREW_MAX_CAPACITY, a stack size outside 16 KiB..1 GiB), CREW_ENOMEM or
+ * CREW_ETHREAD; on failure nothing is left allocated or running.
+ */
+int crew_create(crew_t **pool, const crew_opts_t *opts);
+
+/* crew_create() for those who prefer a pointer: NULL on any failure. */
+crew_t *crew_new(const crew_opts_t *opts);
+
+/*
+ * Submit a task that nobody will wait for individually; its outcome goes to
+ * the pool's callbacks and statistics.  When the queue is full, blocks
+ * until there is room.  Called from a worker of the same pool (a task or a
+ * callback) with the queue full, it does not block, since that could wait
+ * for itself: it runs the task at once on the calling thread instead
+ * ("caller runs").  Returns 0 once the task is accepted, or CREW_EINVAL
+ * (NULL pool or fn), CREW_ESHUTDOWN (after crew_shutdown(), including for
+ * submitters blocked when it was called), CREW_ENOMEM or CREW_ETHREAD (no
+ * worker could be started for it).
+ */
+int crew_submit(crew_t *pool, crew_fn fn, void *arg);
+
+/* As crew_submit(), but never blocks: CREW_EAGAIN when the queue is full. */
+int crew_try_submit(crew_t *pool, crew_fn fn, void *arg);
+
+/*
+ * As crew_submit(), but waits at most `timeout_ns` nanoseconds for room
+ * (0: do not wait): CREW_ETIMEDOUT when none came.  A negative timeout
+ * waits forever.
+ */
+int crew_submit_timeout(crew_t *pool, crew_fn fn, void *arg,
+                        int64_t timeout_ns);
+
+/*
+ * Submit a task and get a future for it in *task, which the caller owns and
+ * must give back with crew_task_release().  Blocks when the queue is full,
+ * as crew_submit() does.  `opts` may be NULL.  Same errors as crew_submit();
+ * on error *task is set to NULL.
+ */
+int crew_spawn(crew_t *pool, crew_fn fn, void *arg,
+               const crew_task_opts_t *opts, crew_task_t **task);
+
+/*
+ * Wait for a future's task to finish and return its outcome: 0, the task's
+ * own non-zero return value, or CREW_ECANCELED.  If `result` is not NULL,
+ * the task's result is stored there and becomes the caller's (it will not
+ * be given to free_result).  Called from a worker of the task's own pool,
+ * the worker runs other queued tasks of that pool while it waits, so that
+ * tasks waiting for tasks cannot starve the pool.  CREW_EINVAL for NULL.
+ */
+int crew_task_wait(crew_task_t *task, void **result);
+
+/* As crew_task_wait(), but gives up after `timeout_ns`: CREW_ETIMEDOUT. */
+int crew_task_wait_timeout(crew_task_t *task, int64_t timeout_ns,
+                           void **result);
+
+/* Never blocks: the outcome if finished, else CREW_EBUSY. */
+int crew_task_poll(crew_task_t *task, void **result);
+
+/* What the task has come to now; CREW_EINVAL for NULL. */
+int crew_task_state(const crew_task_t *task);
+
+/*
+ * Cancel a task that has not started: it will never run, its future
+ * completes with CREW_ECANCELED and its error callback fires on this
+ * thread.  Returns 0 if this call cancelled it, CREW_EBUSY if it is running
+ * or finished already.  A running task is not interrupted; it sees the
+ * request through crew_ctx_cancelled().
+ */
+int crew_task_cancel(crew_task_t *task);
+
+/*
+ * Give a future back.  Allowed at any time, before or after completion: an
+ * unfinished task still runs, and its result, if nobody collected it, goes
+ * to free_result.  The pointer must not be used afterwards.  NULL is a
+ * no-op.
+ */
+void crew_task_release(crew_task_t *task);
+
+/*
+ * Block until every task accepted so far (and any accepted while waiting)
+ * has finished, including its callbacks.  No polling: the caller sleeps
+ * until the last one finishes.  The pool stays usable.  Returns 0,
+ * CREW_EINVAL, or CREW_EDEADLK when called from a worker of the same pool.
+ */
+int crew_wait(crew_t *pool);
+
+/*
+ * Stop accepting tasks; blocked submitters return CREW_ESHUTDOWN.  With
+ * CREW_SHUTDOWN_DRAIN every accepted task still runs; with
+ * CREW_SHUTDOWN_NOW queued tasks are cancelled (reported with
+ * CREW_ECANCELED) and running ones are asked to stop
+ * (crew_ctx_cancelled()) and finish.  Returns when every accepted task has
+ * finished and every worker thread has exited.  Calling it again is
+ * harmless (it waits as the first call does).  Returns 0, CREW_EINVAL, or
+ * CREW_EDEADLK from a worker of the same pool (nothing is done then).
+ */
+int crew_shutdown(crew_t *pool, int how);
+
+/*
+ * Shut the pool down (gracefully, if crew_shutdown() was not called) and
+ * free it.  Futures may outlive the pool and are released separately.
+ * Returns 0, or CREW_EDEADLK from a worker of the same pool (nothing is
+ * done then).  NULL is a no-op returning 0.
+ */
+int crew_free(crew_t *pool);
+
+/*
+ * Change the worker bounds at run time.  Growing starts workers at once for
+ * queued work (and to reach the new minimum), which frees queue room and so
+ * wakes blocked submitters.  Shrinking retires idle workers at once and busy
+ * ones as their task ends; the call returns when the new bounds hold (from
+ * a worker of the same pool, it does not wait for itself).  Until then
+ * crew_stats() shows the old maximum, which still bounds the live count.
+ * Returns 0, CREW_EINVAL (max 0, min > max, above CREW_MAX_WORKERS),
+ * CREW_ESHUTDOWN, or CREW_ETHREAD if a worker needed for the new minimum
+ * could not start (the bounds are changed all the same).
+ */
+int crew_resize(crew_t *pool, unsigned min_workers, unsigned max_workers);
+
+/*
+ * Fill *stats with a consistent snapshot of the counters.  Each field is
+ * exact when taken; under load the numbers move on at once.  At a quiet
+ * moment submitted == completed + failed + cancelled.  Does nothing if
+ * either pointer is NULL.
+ */
+void crew_stats(crew_t *pool, crew_stats_t *stats);
+
+/* Inside a task: the pool running it. */
+crew_t *crew_ctx_pool(const crew_ctx_t *ctx);
+
+/* Inside a task: the id of the worker running it (0, 1, ...). */
+unsigned crew_ctx_worker_id(const crew_ctx_t *ctx);
+
+/*
+ * Inside a task: true once the task has been asked to stop, through
+ * crew_task_cancel() or crew_shutdown(CREW_SHUTDOWN_NOW).  Tasks that run
+ * long should check it and return early (with CREW_ECANCELED, say): C has
+ * no safe way to stop a thread from outside.
+ */
+bool crew_ctx_cancelled(const crew_ctx_t *ctx);
+
+/* A static string naming a CREW_E* code (or "unknown error"). */
+const char *crew_strerror(int err);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CREW_H */

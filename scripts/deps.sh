@@ -1,0 +1,19 @@
+#!/bin/sh
+# Installs what the build and the tests need, if it is missing (Debian).
+set -eu
+need=""
+command -v cmake >/dev/null 2>&1 || need="$need cmake"
+command -v cc >/dev/null 2>&1 || need="$need gcc"
+command -v clang >/dev/null 2>&1 || need="$need clang"
+command -v pkg-config >/dev/null 2>&1 || need="$need pkg-config"
+pkg-config --exists criterion 2>/dev/null || need="$need libcriterion-dev"
+[ -z "$need" ] && exit 0
+echo "deps: installing$need"
+if [ "$(id -u)" -ne 0 ]; then
+    echo "deps: need root to install$need (or install them yourself)" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq $need
