@@ -1,0 +1,370 @@
+/*
+ * pool.c - a pool's life: creation, waiting, resizing, statistics,
+ * shutdown and freeing.
+ *
+ * The pool's states (pool->state) only move forward:
+ *
+ *   RUNNING --shutdown(DRAIN)--> DRAINING --+
+ *      |                            |       +--(outstanding == 0)--> STOPPED
+ *      +------shutdown(NOW)-----> CANCELLING+
+ *
+ * Invariants (checked by the tests and the stress harness):
+ *  1. Only RUNNING accepts tasks.  A submit that raced with the change
+ *     either was counted in `outstanding` before the state changed, and is
+ *     run (or cancelled, under NOW), or backs out with CREW_ESHUTDOWN.
+ *  2. Workers leave DRAINING/CANCELLING only once outstanding == 0, so an
+ *     accepted task always has a worker to run or cancel it.
+ *  3. live <= max_shown at every moment (what crew_stats() reports).
+ *  4. tokens <= sleepers, and idle_avail == sleepers - tokens whenever
+ *     pool->lock is free.
+ *  5. At a quiet moment: submitted == completed + failed + cancelled.
+ */
+#include "crew_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define DEFAULT_IDLE_NS   (10LL * 1000 * 1000 * 1000)
+#define MIN_STACK         ((size_t)16 * 1024)
+#define MAX_STACK         ((size_t)1 << 30)
+
+void crew__deadline(struct timespec *ts, int64_t ns)
+{
+    clock_gettime(CLOCK_MONOTONIC, ts);
+    if (ns > INT64_MAX / 2)
+        ns = INT64_MAX / 2;     /* far enough, and no overflow below */
+    ts->tv_sec += (time_t)(ns / 1000000000);
+    ts->tv_nsec += (long)(ns % 1000000000);
+    if (ts->tv_nsec >= 1000000000) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000;
+    }
+}
+
+static int check_opts(crew_opts_t *o)
+{
+    if (o->max_workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+        o->max_workers = n > 0 ? (unsigned)n : 1;
+        if (o->max_workers < o->min_workers)
+            o->max_workers = o->min_workers;
+    }
+    if (o->min_workers > o->max_workers ||
+        o->max_workers > CREW_MAX_WORKERS ||
+        o->queue_capacity > CREW_MAX_CAPACITY)
+        return CREW_EINVAL;
+    if (o->stack_size != 0 &&
+        (o->stack_size < MIN_STACK || o->stack_size > MAX_STACK))
+        return CREW_EINVAL;
+    if (o->idle_timeout_ns == 0)
+        o->idle_timeout_ns = DEFAULT_IDLE_NS;
+    return 0;
+}
+
+static int init_cond(pthread_cond_t *cv)
+{
+    pthread_condattr_t attr;
+    int rc;
+
+    if (pthread_condattr_init(&attr) != 0)
+        return -1;
+    /* Timed waits use CLOCK_MONOTONIC, immune to clock changes. */
+    rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = pthread_cond_init(cv, &attr);
+    pthread_condattr_destroy(&attr);
+    return rc;
+}
+
+static void destroy_sync(crew_t *pool)
+{
+    pthread_cond_destroy(&pool->done_cv);
+    pthread_cond_destroy(&pool->space_cv);
+    pthread_cond_destroy(&pool->work_cv);
+    pthread_mutex_destroy(&pool->lock);
+    pthread_mutex_destroy(&pool->qlock);
+}
+
+static int init_sync(crew_t *pool)
+{
+    if (pthread_mutex_init(&pool->qlock, NULL) != 0)
+        return -1;
+    if (pthread_mutex_init(&pool->lock, NULL) != 0)
+        goto no_lock;
+    if (init_cond(&pool->work_cv) != 0)
+        goto no_work;
+    if (init_cond(&pool->space_cv) != 0)
+        goto no_space;
+    if (init_cond(&pool->done_cv) != 0)
+        goto no_done;
+    return 0;
+
+no_done:
+    pthread_cond_destroy(&pool->space_cv);
+no_space:
+    pthread_cond_destroy(&pool->work_cv);
+no_work:
+    pthread_mutex_destroy(&pool->lock);
+no_lock:
+    pthread_mutex_destroy(&pool->qlock);
+    return -1;
+}
+
+/*
+ * Join every worker.  Call after the state is STOPPED and live is 0, with
+ * pool->lock held; drops it while joining.  Concurrent callers each join
+ * the workers they took off the list, and all return once none is left.
+ */
+static void join_all_locked(crew_t *pool)
+{
+    struct crew__worker *list = pool->workers;
+
+    pool->workers = NULL;
+    pool->joiners++;
+    pthread_mutex_unlock(&pool->lock);
+    while (list != NULL) {
+        struct crew__worker *w = list;
+
+        list = w->next;
+        pthread_join(w->tid, NULL);
+        free(w);
+    }
+    pthread_mutex_lock(&pool->lock);
+    pool->joiners--;
+    pthread_cond_broadcast(&pool->done_cv);
+    while (pool->joiners > 0)
+        pthread_cond_wait(&pool->done_cv, &pool->lock);
+}
+
+/* Pop every queued record and cancel it (shutdown NOW). */
+static void cancel_queued(crew_t *pool)
+{
+    while (crew__try_run_one(pool, 0))
+        ;                       /* crew__run cancels under CANCELLING */
+}
+
+static int stop(crew_t *pool, int how)
+{
+    int state;
+
+    pthread_mutex_lock(&pool->lock);
+    state = atomic_load_explicit(&pool->state, memory_order_relaxed);
+    /* seq_cst: pairs with the submitter's increment of outstanding before
+     * its state check (task.c), and with crew__finish_one's load. */
+    if (how == CREW_SHUTDOWN_NOW && state < CREW__CANCELLING)
+        atomic_store_explicit(&pool->state, CREW__CANCELLING,
+                              memory_order_seq_cst);
+    else if (state == CREW__RUNNING_STATE)
+        atomic_store_explicit(&pool->state, CREW__DRAINING,
+                              memory_order_seq_cst);
+    pthread_cond_broadcast(&pool->space_cv);
+    pthread_cond_broadcast(&pool->work_cv);
+    pthread_mutex_unlock(&pool->lock);
+
+    if (how == CREW_SHUTDOWN_NOW)
+        cancel_queued(pool);
+
+    pthread_mutex_lock(&pool->lock);
+    atomic_fetch_add_explicit(&pool->wait_waiters, 1, memory_order_seq_cst);
+    while (atomic_load_explicit(&pool->outstanding,
+                                memory_order_seq_cst) > 0)
+        pthread_cond_wait(&pool->done_cv, &pool->lock);
+    atomic_fetch_sub_explicit(&pool->wait_waiters, 1, memory_order_relaxed);
+    atomic_store_explicit(&pool->state, CREW__STOPPED, memory_order_seq_cst);
+    pthread_cond_broadcast(&pool->work_cv);
+    while (atomic_load_explicit(&pool->live, memory_order_relaxed) > 0)
+        pthread_cond_wait(&pool->done_cv, &pool->lock);
+    join_all_locked(pool);
+    pthread_mutex_unlock(&pool->lock);
+    return 0;
+}
+
+int crew_create(crew_t **out, const crew_opts_t *opts)
+{
+    crew_opts_t o;
+    crew_t *pool;
+    unsigned start;
+    int rc;
+
+    if (out == NULL)
+        return CREW_EINVAL;
+    *out = NULL;
+    if (opts != NULL)
+        o = *opts;
+    else
+        memset(&o, 0, sizeof(o));
+    rc = check_opts(&o);
+    if (rc != 0)
+        return rc;
+    /* The struct asks for cache-line alignment, which malloc does not
+     * promise. */
+    if (posix_memalign((void **)&pool, CREW__CACHELINE, sizeof(*pool)) != 0)
+        return CREW_ENOMEM;
+    memset(pool, 0, sizeof(*pool));
+    pool->opts = o;
+    if (init_sync(pool) != 0) {
+        free(pool);
+        return CREW_ENOMEM;
+    }
+    crew__queue_init(&pool->q);
+    atomic_init(&pool->reserved, 0);
+    atomic_init(&pool->queued, 0);
+    atomic_init(&pool->outstanding, 0);
+    atomic_init(&pool->state, CREW__RUNNING_STATE);
+    atomic_init(&pool->idle_avail, 0);
+    atomic_init(&pool->live, 0);
+    atomic_init(&pool->max_target, o.max_workers);
+    atomic_init(&pool->space_waiters, 0);
+    atomic_init(&pool->wait_waiters, 0);
+    pool->min_workers = o.min_workers;
+    pool->max_shown = o.max_workers;
+
+    start = o.prespawn ? o.max_workers : o.min_workers;
+    pthread_mutex_lock(&pool->lock);
+    for (unsigned i = 0; i < start && rc == 0; i++)
+        rc = crew__spawn_locked(pool);
+    pthread_mutex_unlock(&pool->lock);
+    if (rc != 0) {
+        stop(pool, CREW_SHUTDOWN_NOW);
+        destroy_sync(pool);
+        free(pool);
+        return rc;
+    }
+    *out = pool;
+    return 0;
+}
+
+crew_t *crew_new(const crew_opts_t *opts)
+{
+    crew_t *pool;
+
+    return crew_create(&pool, opts) == 0 ? pool : NULL;
+}
+
+int crew_wait(crew_t *pool)
+{
+    if (pool == NULL)
+        return CREW_EINVAL;
+    if (crew__inside(pool))
+        return CREW_EDEADLK;    /* its own task would never finish */
+    pthread_mutex_lock(&pool->lock);
+    /* seq_cst: the store half; crew__finish_one stores outstanding and
+     * then loads wait_waiters, so one of us sees the other. */
+    atomic_fetch_add_explicit(&pool->wait_waiters, 1, memory_order_seq_cst);
+    while (atomic_load_explicit(&pool->outstanding,
+                                memory_order_seq_cst) > 0)
+        pthread_cond_wait(&pool->done_cv, &pool->lock);
+    atomic_fetch_sub_explicit(&pool->wait_waiters, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&pool->lock);
+    return 0;
+}
+
+int crew_shutdown(crew_t *pool, int how)
+{
+    if (pool == NULL ||
+        (how != CREW_SHUTDOWN_DRAIN && how != CREW_SHUTDOWN_NOW))
+        return CREW_EINVAL;
+    if (crew__inside(pool))
+        return CREW_EDEADLK;
+    return stop(pool, how);
+}
+
+int crew_free(crew_t *pool)
+{
+    struct crew_task *t;
+    int rc;
+
+    if (pool == NULL)
+        return 0;
+    if (crew__inside(pool))
+        return CREW_EDEADLK;
+    stop(pool, CREW_SHUTDOWN_DRAIN);
+    /* Records left in the queue were cancelled or withdrawn before they
+     * were popped; only their memory remains. */
+    while ((rc = crew__queue_pop(&pool->q, &t)) != CREW__POP_EMPTY) {
+        if (rc == CREW__POP_OK)
+            crew__dispose(pool, t);
+    }
+    destroy_sync(pool);
+    free(pool);
+    return 0;
+}
+
+int crew_resize(crew_t *pool, unsigned min_workers, unsigned max_workers)
+{
+    int rc = 0;
+
+    if (pool == NULL || max_workers == 0 || min_workers > max_workers ||
+        max_workers > CREW_MAX_WORKERS)
+        return CREW_EINVAL;
+    pthread_mutex_lock(&pool->lock);
+    if (atomic_load_explicit(&pool->state, memory_order_relaxed) !=
+        CREW__RUNNING_STATE) {
+        pthread_mutex_unlock(&pool->lock);
+        return CREW_ESHUTDOWN;
+    }
+    pool->min_workers = min_workers;
+    /* Relaxed: max_target changes only under pool->lock; lock-free
+     * readers use it to skip wake-ups (see crew__wake_for_work). */
+    atomic_store_explicit(&pool->max_target, max_workers,
+                          memory_order_relaxed);
+    /* Grow: up to the minimum, then one worker per queued task that no
+     * sleeper will take, up to the maximum. */
+    while (rc == 0 &&
+           atomic_load_explicit(&pool->live, memory_order_relaxed) <
+               min_workers)
+        rc = crew__spawn_locked(pool);
+    while (atomic_load_explicit(&pool->live, memory_order_relaxed) <
+               max_workers &&
+           atomic_load_explicit(&pool->queued, memory_order_relaxed) >
+               pool->sleepers - pool->tokens) {
+        if (crew__spawn_locked(pool) != 0)
+            break;
+    }
+    if (atomic_load_explicit(&pool->live, memory_order_relaxed) <=
+        max_workers)
+        pool->max_shown = max_workers;
+    /* Sleepers re-check the bounds; blocked submitters re-check room. */
+    pthread_cond_broadcast(&pool->work_cv);
+    pthread_cond_broadcast(&pool->space_cv);
+    /* Shrink: wait for busy workers to finish and retire, unless we are
+     * one of them.  A later resize may raise the target meanwhile. */
+    if (!crew__inside(pool)) {
+        while (atomic_load_explicit(&pool->live, memory_order_relaxed) >
+               atomic_load_explicit(&pool->max_target,
+                                    memory_order_relaxed))
+            pthread_cond_wait(&pool->done_cv, &pool->lock);
+    }
+    pthread_mutex_unlock(&pool->lock);
+    return rc == 0 ? 0 : CREW_ETHREAD;
+}
+
+void crew_stats(crew_t *pool, crew_stats_t *st)
+{
+    if (pool == NULL || st == NULL)
+        return;
+    memset(st, 0, sizeof(*st));
+    pthread_mutex_lock(&pool->lock);
+    /* Relaxed: counters for reporting; the lock gives the worker fields a
+     * consistent view. */
+    st->submitted = atomic_load_explicit(&pool->n_submitted,
+                                         memory_order_relaxed);
+    st->completed = atomic_load_explicit(&pool->n_completed,
+                                         memory_order_relaxed);
+    st->failed = atomic_load_explicit(&pool->n_failed, memory_order_relaxed);
+    st->cancelled = atomic_load_explicit(&pool->n_cancelled,
+                                         memory_order_relaxed);
+    st->rejected = atomic_load_explicit(&pool->n_rejected,
+                                        memory_order_relaxed);
+    st->queued = atomic_load_explicit(&pool->queued, memory_order_relaxed);
+    st->running = atomic_load_explicit(&pool->n_running,
+                                       memory_order_relaxed);
+    st->workers = atomic_load_explicit(&pool->live, memory_order_relaxed);
+    st->idle_workers = pool->sleepers;
+    st->peak_workers = pool->peak;
+    st->min_workers = pool->min_workers;
+    st->max_workers = pool->max_shown;
+    pthread_mutex_unlock(&pool->lock);
+}

@@ -1,0 +1,607 @@
+/*
+ * task.c - submitting tasks, running them, and futures.
+ *
+ * Threads: submit functions run on any thread, crew__run() on workers (or
+ * inline on a worker for "caller runs"), future calls on any thread.
+ *
+ * Exactly once: a record's `state` leaves CREW__QUEUED by one successful
+ * compare-and-swap, to RUNNING (a worker), CANCELED (a canceller) or
+ * WITHDRAWN (its own submit, when no worker could start).  Whoever wins
+ * reports the outcome; everyone else only frees the record.  The record
+ * itself is freed by whoever pops it off the queue (or runs it inline),
+ * after the outcome is reported; a future's record is shared with the
+ * caller through a reference count.
+ *
+ * `outstanding` counts accepted, unfinished tasks.  A submit adds itself
+ * before it reads the pool state and backs out if the pool has stopped
+ * accepting; crew_shutdown() stores the state before it waits for
+ * `outstanding` to reach zero.  Both are seq_cst, so either the submit sees
+ * the shutdown and backs out, or the shutdown waits for the task.
+ */
+#include "crew_internal.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SUBMIT_SPINS 8          /* yields before a full-queue submit sleeps */
+
+/* Try to take a queue slot.  Bounded pools only. */
+static bool try_reserve(crew_t *pool)
+{
+    size_t cap = pool->opts.queue_capacity;
+    /* seq_cst: a blocked submitter's load half of the room hand-off with
+     * crew__slot_freed (see there). */
+    size_t r = atomic_load_explicit(&pool->reserved, memory_order_seq_cst);
+
+    while (r < cap) {
+        if (atomic_compare_exchange_weak_explicit(&pool->reserved, &r, r + 1,
+                                                  memory_order_seq_cst,
+                                                  memory_order_seq_cst))
+            return true;
+    }
+    return false;
+}
+
+/*
+ * A slot was freed.  Blocked submitters sleep only after seeing the queue
+ * full (reserved == cap), having counted themselves in space_waiters
+ * first; so only the step from full to not full needs to wake them, and
+ * it reads space_waiters after its own store (both seq_cst).
+ */
+void crew__slot_freed(crew_t *pool)
+{
+    size_t prev = atomic_fetch_sub_explicit(&pool->reserved, 1,
+                                            memory_order_seq_cst);
+
+    if (prev == pool->opts.queue_capacity &&
+        atomic_load_explicit(&pool->space_waiters,
+                             memory_order_seq_cst) > 0) {
+        pthread_mutex_lock(&pool->lock);
+        pthread_cond_broadcast(&pool->space_cv);
+        pthread_mutex_unlock(&pool->lock);
+    }
+}
+
+/*
+ * Wait for a queue slot.  timeout_ns: negative waits forever, 0 not at all.
+ * Sets *inline_run instead of blocking when called from a worker of this
+ * pool, which might otherwise wait for itself.
+ */
+static int reserve(crew_t *pool, int64_t timeout_ns, int full_rc,
+                   bool *inline_run)
+{
+    struct timespec deadline;
+    bool timed_out = false;
+    int rc = 0;
+
+    if (try_reserve(pool))
+        return 0;
+    if (timeout_ns == 0)
+        return full_rc;
+    if (crew__inside(pool)) {
+        *inline_run = true;
+        return 0;
+    }
+    for (int i = 0; i < SUBMIT_SPINS; i++) {
+        sched_yield();
+        if (try_reserve(pool))
+            return 0;
+    }
+    if (timeout_ns > 0)
+        crew__deadline(&deadline, timeout_ns);
+    pthread_mutex_lock(&pool->lock);
+    /* seq_cst: the store half of the room hand-off. */
+    atomic_fetch_add_explicit(&pool->space_waiters, 1, memory_order_seq_cst);
+    for (;;) {
+        if (atomic_load_explicit(&pool->state, memory_order_relaxed) !=
+            CREW__RUNNING_STATE) {
+            rc = CREW_ESHUTDOWN;
+            break;
+        }
+        if (try_reserve(pool))
+            break;
+        if (timed_out) {
+            rc = CREW_ETIMEDOUT;
+            break;
+        }
+        if (timeout_ns < 0)
+            pthread_cond_wait(&pool->space_cv, &pool->lock);
+        else if (pthread_cond_timedwait(&pool->space_cv, &pool->lock,
+                                        &deadline) == ETIMEDOUT)
+            timed_out = true;   /* one more try above, then give up */
+    }
+    atomic_fetch_sub_explicit(&pool->space_waiters, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&pool->lock);
+    return rc;
+}
+
+/*
+ * One fewer task outstanding.  The last one out wakes crew_wait() callers
+ * and, during shutdown, the workers waiting to exit.  The store-then-load
+ * pairs with crew_wait()'s increment of wait_waiters and with
+ * crew_shutdown()'s store of the state.
+ */
+void crew__finish_one(crew_t *pool)
+{
+    size_t left = atomic_fetch_sub_explicit(&pool->outstanding, 1,
+                                            memory_order_seq_cst) - 1;
+
+    if (left != 0)
+        return;
+    if (atomic_load_explicit(&pool->wait_waiters, memory_order_seq_cst) > 0 ||
+        atomic_load_explicit(&pool->state, memory_order_seq_cst) !=
+            CREW__RUNNING_STATE) {
+        pthread_mutex_lock(&pool->lock);
+        pthread_cond_broadcast(&pool->done_cv);
+        pthread_cond_broadcast(&pool->work_cv);
+        pthread_mutex_unlock(&pool->lock);
+    }
+}
+
+static bool is_future(const struct crew_task *t)
+{
+    return (t->flags & CREW__F_FUTURE) != 0;
+}
+
+static void future_free(struct crew_task *t)
+{
+    struct crew__future *f = &t->fut;
+
+    if (f->result != NULL && !f->result_taken && f->free_result != NULL)
+        f->free_result(f->result);
+    pthread_mutex_destroy(&f->mu);
+    pthread_cond_destroy(&f->cv);
+    free(t);
+}
+
+static void future_unref(struct crew_task *t)
+{
+    /* acq_rel: the last owner must see every write the others made to the
+     * record before it frees it. */
+    if (atomic_fetch_sub_explicit(&t->fut.refs, 1,
+                                  memory_order_acq_rel) == 1)
+        future_free(t);
+}
+
+/* The pool is done with a record it popped or ran. */
+void crew__dispose(crew_t *pool, struct crew_task *t)
+{
+    (void)pool;
+    if (is_future(t))
+        future_unref(t);
+    else
+        free(t);
+}
+
+/*
+ * Report a finished task: callbacks first, then the future, so that anyone
+ * woken by either sees the callbacks done.  For a plain task nobody can
+ * collect the result, so after the callbacks it goes to free_result.
+ */
+static void report(crew_t *pool, struct crew_task *t, int err, void *result)
+{
+    crew_result_cb on_result = pool->opts.on_result;
+    crew_error_cb on_error = pool->opts.on_error;
+    void (*free_result)(void *) = pool->opts.free_result;
+    void *user = pool->opts.user;
+
+    if (is_future(t)) {
+        struct crew__future *f = &t->fut;
+
+        if (f->on_result != NULL || f->on_error != NULL) {
+            on_result = f->on_result;
+            on_error = f->on_error;
+            user = f->user;
+        }
+    }
+    if (err == 0 && on_result != NULL)
+        on_result(t->arg, result, user);
+    else if (err != 0 && on_error != NULL)
+        on_error(t->arg, err, user);
+
+    if (!is_future(t)) {
+        if (result != NULL && free_result != NULL)
+            free_result(result);
+        return;
+    }
+    pthread_mutex_lock(&t->fut.mu);
+    t->fut.err = err;
+    t->fut.result = result;
+    if (err == CREW_ECANCELED) {
+        /* state is CANCELED already: the canceller's CAS put it there. */
+    } else {
+        /* Release: pairs with the acquire loads in the future calls, which
+         * then see err and result. */
+        atomic_store_explicit(&t->state, err == 0 ? CREW__DONE : CREW__FAILED,
+                              memory_order_release);
+    }
+    t->fut.done = true;
+    if (t->fut.waiters > 0)
+        pthread_cond_broadcast(&t->fut.cv);
+    pthread_mutex_unlock(&t->fut.mu);
+}
+
+/*
+ * Cancel a record that has not started.  Returns true if this call won it
+ * (and reported it); the caller then owes crew__finish_one().
+ */
+bool crew__cancel_record(crew_t *pool, struct crew_task *t)
+{
+    int expect = CREW__QUEUED;
+
+    /* acq_rel: winning the CAS makes this thread the one that reports. */
+    if (!atomic_compare_exchange_strong_explicit(&t->state, &expect,
+                                                 CREW__CANCELED,
+                                                 memory_order_acq_rel,
+                                                 memory_order_acquire))
+        return false;
+    atomic_fetch_add_explicit(&pool->n_cancelled, 1, memory_order_relaxed);
+    report(pool, t, CREW_ECANCELED, NULL);
+    return true;
+}
+
+void crew__run(crew_t *pool, struct crew_task *t, unsigned worker_id)
+{
+    struct crew_ctx ctx = { pool, t, worker_id };
+    int expect = CREW__QUEUED;
+    void *result = NULL;
+    int err;
+
+    if (atomic_load_explicit(&pool->state, memory_order_relaxed) ==
+        CREW__CANCELLING) {
+        bool won = crew__cancel_record(pool, t);
+
+        crew__dispose(pool, t);
+        if (won)
+            crew__finish_one(pool);
+        return;
+    }
+    /* acq_rel: see crew__cancel_record. */
+    if (!atomic_compare_exchange_strong_explicit(&t->state, &expect,
+                                                 CREW__RUNNING,
+                                                 memory_order_acq_rel,
+                                                 memory_order_acquire)) {
+        crew__dispose(pool, t);     /* cancelled or withdrawn earlier */
+        return;
+    }
+    atomic_fetch_add_explicit(&pool->n_running, 1, memory_order_relaxed);
+    err = t->fn(&ctx, t->arg, &result);
+    atomic_fetch_sub_explicit(&pool->n_running, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(err == 0 ? &pool->n_completed : &pool->n_failed,
+                              1, memory_order_relaxed);
+    report(pool, t, err, result);
+    crew__dispose(pool, t);
+    crew__finish_one(pool);
+}
+
+static struct crew_task *new_record(crew_t *pool, crew_fn fn, void *arg,
+                                    const crew_task_opts_t *opts,
+                                    bool future)
+{
+    struct crew_task *t;
+
+    if (!future) {
+        t = malloc(offsetof(struct crew_task, fut));
+        if (t == NULL)
+            return NULL;
+        t->flags = 0;
+    } else {
+        t = calloc(1, sizeof(*t));
+        if (t == NULL)
+            return NULL;
+        if (pthread_mutex_init(&t->fut.mu, NULL) != 0) {
+            free(t);
+            return NULL;
+        }
+        if (pthread_cond_init(&t->fut.cv, NULL) != 0) {
+            pthread_mutex_destroy(&t->fut.mu);
+            free(t);
+            return NULL;
+        }
+        t->flags = CREW__F_FUTURE;
+        t->fut.pool = pool;
+        atomic_init(&t->fut.refs, 2);
+        atomic_init(&t->fut.cancel_requested, false);
+        t->fut.free_result = pool->opts.free_result;
+        if (opts != NULL) {
+            t->fut.on_result = opts->on_result;
+            t->fut.on_error = opts->on_error;
+            t->fut.user = opts->user;
+            if (opts->free_result != NULL)
+                t->fut.free_result = opts->free_result;
+        }
+    }
+    t->fn = fn;
+    t->arg = arg;
+    atomic_init(&t->state, CREW__QUEUED);
+    return t;
+}
+
+/*
+ * The one submit path.  timeout_ns: negative blocks, 0 never waits (and
+ * returns full_rc when the queue is full), positive waits that long.
+ */
+static int submit(crew_t *pool, crew_fn fn, void *arg,
+                  const crew_task_opts_t *opts, crew_task_t **out,
+                  int64_t timeout_ns, int full_rc)
+{
+    bool bounded, inline_run = false;
+    struct crew_task *t;
+    int rc;
+
+    if (out != NULL)
+        *out = NULL;
+    if (pool == NULL || fn == NULL)
+        return CREW_EINVAL;
+    bounded = pool->opts.queue_capacity != 0;
+    if (atomic_load_explicit(&pool->state, memory_order_relaxed) !=
+        CREW__RUNNING_STATE) {
+        rc = CREW_ESHUTDOWN;
+        goto rejected;
+    }
+    if (bounded) {
+        rc = reserve(pool, timeout_ns, full_rc, &inline_run);
+        if (rc != 0)
+            goto rejected;
+        if (inline_run)
+            bounded = false;    /* runs here, holds no slot */
+    }
+    /* seq_cst: see the top of this file. */
+    atomic_fetch_add_explicit(&pool->outstanding, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&pool->state, memory_order_seq_cst) !=
+        CREW__RUNNING_STATE) {
+        rc = CREW_ESHUTDOWN;
+        goto back_out;
+    }
+    t = new_record(pool, fn, arg, opts, out != NULL);
+    if (t == NULL) {
+        rc = CREW_ENOMEM;
+        goto back_out;
+    }
+    atomic_fetch_add_explicit(&pool->n_submitted, 1, memory_order_relaxed);
+    if (out != NULL)
+        *out = t;
+    if (inline_run) {
+        crew__run(pool, t, crew__self->id);
+        return 0;
+    }
+    crew__queue_push(&pool->q, t);
+    /* seq_cst: the store half of the submitter's side of the wake-up
+     * hand-off (worker.c). */
+    atomic_fetch_add_explicit(&pool->queued, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&pool->idle_avail, memory_order_seq_cst) == 0 &&
+        atomic_load_explicit(&pool->live, memory_order_relaxed) >=
+            atomic_load_explicit(&pool->max_target, memory_order_relaxed))
+        return 0;               /* every worker busy and none to add */
+    rc = crew__wake_for_work(pool);
+    if (rc == 0)
+        return 0;
+    /* No worker at all, and none could start: take the task back if no
+     * one has touched it yet.  The record stays queued and is freed by
+     * whoever pops it. */
+    {
+        int expect = CREW__QUEUED;
+
+        if (!atomic_compare_exchange_strong_explicit(
+                &t->state, &expect, CREW__WITHDRAWN, memory_order_acq_rel,
+                memory_order_acquire))
+            return 0;           /* a worker got to it after all */
+    }
+    atomic_fetch_sub_explicit(&pool->n_submitted, 1, memory_order_relaxed);
+    if (out != NULL) {
+        *out = NULL;
+        future_unref(t);        /* the caller's reference */
+    }
+    atomic_fetch_add_explicit(&pool->n_rejected, 1, memory_order_relaxed);
+    crew__finish_one(pool);
+    return rc;
+
+back_out:
+    if (bounded)
+        crew__slot_freed(pool);
+    crew__finish_one(pool);
+rejected:
+    atomic_fetch_add_explicit(&pool->n_rejected, 1, memory_order_relaxed);
+    return rc;
+}
+
+int crew_submit(crew_t *pool, crew_fn fn, void *arg)
+{
+    return submit(pool, fn, arg, NULL, NULL, -1, CREW_EAGAIN);
+}
+
+int crew_try_submit(crew_t *pool, crew_fn fn, void *arg)
+{
+    return submit(pool, fn, arg, NULL, NULL, 0, CREW_EAGAIN);
+}
+
+int crew_submit_timeout(crew_t *pool, crew_fn fn, void *arg,
+                        int64_t timeout_ns)
+{
+    return submit(pool, fn, arg, NULL, NULL, timeout_ns, CREW_ETIMEDOUT);
+}
+
+int crew_spawn(crew_t *pool, crew_fn fn, void *arg,
+               const crew_task_opts_t *opts, crew_task_t **task)
+{
+    if (task == NULL)
+        return CREW_EINVAL;
+    return submit(pool, fn, arg, opts, task, -1, CREW_EAGAIN);
+}
+
+/* --- Futures ---------------------------------------------------------- */
+
+static bool future_done(crew_task_t *t)
+{
+    /* Acquire: pairs with report()'s release of the final state; done is
+     * then read under the mutex for err and result. */
+    return atomic_load_explicit(&t->state, memory_order_acquire) >=
+           CREW__DONE;
+}
+
+/* Hand out the outcome.  Call with t->fut.mu held and t->fut.done true. */
+static int outcome_locked(crew_task_t *t, void **result)
+{
+    if (result != NULL) {
+        *result = t->fut.result;
+        if (t->fut.result != NULL)
+            t->fut.result_taken = true;
+    }
+    return t->fut.err;
+}
+
+/*
+ * Wait on the future's own condition variable until done or the deadline
+ * (NULL: none).  Returns the outcome or CREW_ETIMEDOUT.
+ */
+static int block_on(crew_task_t *t, const struct timespec *deadline,
+                    void **result)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&t->fut.mu);
+    t->fut.waiters++;
+    while (!t->fut.done && rc == 0) {
+        if (deadline == NULL)
+            pthread_cond_wait(&t->fut.cv, &t->fut.mu);
+        else if (pthread_cond_timedwait(&t->fut.cv, &t->fut.mu,
+                                        deadline) == ETIMEDOUT)
+            rc = t->fut.done ? 0 : CREW_ETIMEDOUT;
+    }
+    t->fut.waiters--;
+    if (rc == 0)
+        rc = outcome_locked(t, result);
+    pthread_mutex_unlock(&t->fut.mu);
+    return rc;
+}
+
+static int wait_common(crew_task_t *t, int64_t timeout_ns, void **result)
+{
+    struct timespec deadline, now;
+    crew_t *pool;
+
+    if (t == NULL || !is_future(t))
+        return CREW_EINVAL;
+    if (timeout_ns >= 0)
+        crew__deadline(&deadline, timeout_ns);
+    pool = t->fut.pool;
+    /* A worker of the task's own pool helps instead of just waiting: it
+     * runs queued tasks, one of which may be the one it waits for. */
+    if (crew__inside(pool)) {
+        while (!future_done(t)) {
+            if (timeout_ns >= 0) {
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                if (now.tv_sec > deadline.tv_sec ||
+                    (now.tv_sec == deadline.tv_sec &&
+                     now.tv_nsec >= deadline.tv_nsec))
+                    break;
+            }
+            if (!crew__try_run_one(pool, crew__self->id))
+                break;
+        }
+    }
+    return block_on(t, timeout_ns >= 0 ? &deadline : NULL, result);
+}
+
+int crew_task_wait(crew_task_t *task, void **result)
+{
+    return wait_common(task, -1, result);
+}
+
+int crew_task_wait_timeout(crew_task_t *task, int64_t timeout_ns,
+                           void **result)
+{
+    if (timeout_ns < 0)
+        return CREW_EINVAL;
+    return wait_common(task, timeout_ns, result);
+}
+
+int crew_task_poll(crew_task_t *task, void **result)
+{
+    int rc = CREW_EBUSY;
+
+    if (task == NULL || !is_future(task))
+        return CREW_EINVAL;
+    pthread_mutex_lock(&task->fut.mu);
+    if (task->fut.done)
+        rc = outcome_locked(task, result);
+    pthread_mutex_unlock(&task->fut.mu);
+    return rc;
+}
+
+int crew_task_state(const crew_task_t *task)
+{
+    int s;
+
+    if (task == NULL || !is_future(task))
+        return CREW_EINVAL;
+    /* Acquire: pairs with the state's release stores and CASes. */
+    s = atomic_load_explicit(&task->state, memory_order_acquire);
+    return s == CREW__WITHDRAWN ? CREW_TASK_CANCELED : s;
+}
+
+int crew_task_cancel(crew_task_t *task)
+{
+    crew_t *pool;
+    int s;
+
+    if (task == NULL || !is_future(task))
+        return CREW_EINVAL;
+    /* Relaxed: a flag the running task polls; nothing else hangs on it. */
+    atomic_store_explicit(&task->fut.cancel_requested, true,
+                          memory_order_relaxed);
+    s = atomic_load_explicit(&task->state, memory_order_acquire);
+    if (s != CREW__QUEUED)
+        return CREW_EBUSY;
+    /* The pool is alive: the task is accepted and unfinished, so
+     * crew_shutdown() is still waiting for it. */
+    pool = task->fut.pool;
+    if (!crew__cancel_record(pool, task))
+        return CREW_EBUSY;
+    /*
+     * This thread is not a worker, so crew_shutdown() does not join it:
+     * count the task finished under pool->lock, where crew_shutdown()
+     * reads the count, so the pool outlives our last touch of it.
+     */
+    pthread_mutex_lock(&pool->lock);
+    if (atomic_fetch_sub_explicit(&pool->outstanding, 1,
+                                  memory_order_seq_cst) == 1) {
+        pthread_cond_broadcast(&pool->done_cv);
+        pthread_cond_broadcast(&pool->work_cv);
+    }
+    pthread_mutex_unlock(&pool->lock);
+    return 0;
+}
+
+void crew_task_release(crew_task_t *task)
+{
+    if (task == NULL || !is_future(task))
+        return;
+    future_unref(task);
+}
+
+/* --- What a running task can ask -------------------------------------- */
+
+crew_t *crew_ctx_pool(const crew_ctx_t *ctx)
+{
+    return ctx != NULL ? ctx->pool : NULL;
+}
+
+unsigned crew_ctx_worker_id(const crew_ctx_t *ctx)
+{
+    return ctx != NULL ? ctx->worker_id : 0;
+}
+
+bool crew_ctx_cancelled(const crew_ctx_t *ctx)
+{
+    if (ctx == NULL)
+        return false;
+    if (atomic_load_explicit(&ctx->pool->state, memory_order_relaxed) ==
+        CREW__CANCELLING)
+        return true;
+    return is_future(ctx->task) &&
+           atomic_load_explicit(&ctx->task->fut.cancel_requested,
+                                memory_order_relaxed);
+}

@@ -1,0 +1,308 @@
+/*
+ * worker.c - worker threads: their loop, how they sleep, wake, grow and
+ * retire.
+ *
+ * Threads: each worker runs worker_main(); submitters call
+ * crew__wake_for_work(); spawning and joining happen under pool->lock.
+ *
+ * The hand-off between a submitter and a sleeping worker is the one place a
+ * wake-up could be lost.  It is a store-then-load on each side, all
+ * seq_cst, so at least one side sees the other:
+ *
+ *   submitter: push; queued += 1;         then read idle_avail
+ *   worker:    idle_avail = sleepers - tokens (under lock); then read queued
+ *
+ * If the submitter reads idle_avail == 0 and skips the wake-up, the worker
+ * published its sleep later and so reads queued > 0 and does not sleep.
+ * If the submitter sees a sleeper, it takes pool->lock, which the worker
+ * holds from its check until it is inside pthread_cond_wait, so the signal
+ * cannot fall between the check and the wait.
+ *
+ * Wake tokens: a submitter that wakes a sleeper hands it a token (tokens++
+ * and idle_avail--), so that a burst of submits wakes one worker per task
+ * rather than signalling the same sleeper again and again.  Any worker
+ * that leaves the sleep loop takes a token if one is out, which keeps
+ * tokens <= sleepers.
+ */
+#include "crew_internal.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdlib.h>
+
+_Thread_local struct crew__worker *crew__self;
+
+/* Call with pool->lock held after changing sleepers or tokens. */
+void crew__publish_idle_locked(crew_t *pool)
+{
+    /* seq_cst: the store half of the worker's side of the hand-off. */
+    atomic_store_explicit(&pool->idle_avail, pool->sleepers - pool->tokens,
+                          memory_order_seq_cst);
+}
+
+/* Keep the maximum shown by crew_stats() at or above the live count. */
+static void update_shown_locked(crew_t *pool)
+{
+    unsigned live = atomic_load_explicit(&pool->live, memory_order_relaxed);
+    unsigned max = atomic_load_explicit(&pool->max_target,
+                                        memory_order_relaxed);
+
+    /* live and max_target change only under pool->lock: relaxed. */
+    if (live <= max)
+        pool->max_shown = max;
+}
+
+/*
+ * Take one record off the queue, or NULL if it is empty.  A record that is
+ * taken leaves the counts at once, which frees its slot.
+ */
+static struct crew_task *take(crew_t *pool)
+{
+    struct crew_task *t = NULL;
+    int rc;
+
+    for (;;) {
+        pthread_mutex_lock(&pool->qlock);
+        rc = crew__queue_pop(&pool->q, &t);
+        pthread_mutex_unlock(&pool->qlock);
+        if (rc == CREW__POP_OK)
+            break;
+        if (rc == CREW__POP_EMPTY)
+            return NULL;
+        sched_yield();          /* a producer is between its two steps */
+    }
+    /* Relaxed: only the increments take part in the hand-off; a stale
+     * high count costs a sleeper one empty pop, never a lost task. */
+    atomic_fetch_sub_explicit(&pool->queued, 1, memory_order_relaxed);
+    if (pool->opts.queue_capacity != 0)
+        crew__slot_freed(pool);
+    return t;
+}
+
+bool crew__try_run_one(crew_t *pool, unsigned worker_id)
+{
+    struct crew_task *t = take(pool);
+
+    if (t == NULL)
+        return false;
+    crew__run(pool, t, worker_id);
+    return true;
+}
+
+/* A worker leaves the sleep loop: give up its place, take a token. */
+static bool leave_locked(crew_t *pool)
+{
+    bool had_token = pool->tokens > 0;
+
+    pool->sleepers--;
+    if (had_token)
+        pool->tokens--;
+    crew__publish_idle_locked(pool);
+    return had_token;
+}
+
+/*
+ * A worker that stops being one.  Called with pool->lock held, after
+ * leave_locked().  If it had been handed a wake-up it cannot honour, it
+ * passes the wake-up on so queued work is not stranded.
+ */
+static void retire_locked(crew_t *pool, bool had_token)
+{
+    atomic_fetch_sub_explicit(&pool->live, 1, memory_order_relaxed);
+    update_shown_locked(pool);
+    if (had_token && pool->sleepers > pool->tokens) {
+        pool->tokens++;
+        crew__publish_idle_locked(pool);
+        pthread_cond_signal(&pool->work_cv);
+    }
+    /* crew_resize() and crew_shutdown() wait for live to drop. */
+    pthread_cond_broadcast(&pool->done_cv);
+}
+
+/*
+ * Sleep until there is work.  Returns true to go back to work, false when
+ * this worker has retired (pool->live already lowered).
+ */
+static bool idle(crew_t *pool)
+{
+    struct timespec deadline;
+    bool timed = pool->opts.idle_timeout_ns > 0;
+    bool timed_out = false;
+    bool had_token;
+
+    if (timed)
+        crew__deadline(&deadline, pool->opts.idle_timeout_ns);
+    pthread_mutex_lock(&pool->lock);
+    pool->sleepers++;
+    crew__publish_idle_locked(pool);
+    for (;;) {
+        unsigned live = atomic_load_explicit(&pool->live,
+                                             memory_order_relaxed);
+        int state = atomic_load_explicit(&pool->state, memory_order_seq_cst);
+
+        /* Shrunk below us: retire even if work waits (others remain). */
+        if (live > atomic_load_explicit(&pool->max_target,
+                                        memory_order_relaxed))
+            break;
+        /* seq_cst: the load half of the hand-off (see the top). */
+        if (atomic_load_explicit(&pool->queued, memory_order_seq_cst) > 0) {
+            leave_locked(pool);
+            pthread_mutex_unlock(&pool->lock);
+            return true;
+        }
+        /*
+         * Shutting down and nothing outstanding: no task can come any more,
+         * since submits count themselves in `outstanding` before they read
+         * the state (see submit() in task.c).
+         */
+        if (state != CREW__RUNNING_STATE &&
+            atomic_load_explicit(&pool->outstanding,
+                                 memory_order_seq_cst) == 0)
+            break;
+        if (timed_out && state == CREW__RUNNING_STATE &&
+            live > pool->min_workers)
+            break;
+        if (timed && live > pool->min_workers && !timed_out) {
+            if (pthread_cond_timedwait(&pool->work_cv, &pool->lock,
+                                       &deadline) == ETIMEDOUT)
+                timed_out = true;
+        } else {
+            pthread_cond_wait(&pool->work_cv, &pool->lock);
+        }
+        if (pool->tokens > 0) {
+            leave_locked(pool);
+            pthread_mutex_unlock(&pool->lock);
+            return true;
+        }
+    }
+    had_token = leave_locked(pool);
+    retire_locked(pool, had_token);
+    pthread_mutex_unlock(&pool->lock);
+    return false;
+}
+
+static void *worker_main(void *p)
+{
+    struct crew__worker *w = p;
+    crew_t *pool = w->pool;
+
+    crew__self = w;
+    if (pool->opts.on_thread_start)
+        pool->opts.on_thread_start(pool, w->id, pool->opts.user);
+    for (;;) {
+        /* Relaxed peek; idle() re-checks under the lock before retiring. */
+        if (atomic_load_explicit(&pool->live, memory_order_relaxed) <=
+                atomic_load_explicit(&pool->max_target,
+                                     memory_order_relaxed) &&
+            crew__try_run_one(pool, w->id))
+            continue;
+        if (!idle(pool))
+            break;
+    }
+    if (pool->opts.on_thread_stop)
+        pool->opts.on_thread_stop(pool, w->id, pool->opts.user);
+    crew__self = NULL;
+    pthread_mutex_lock(&pool->lock);
+    w->exited = true;           /* the last touch: now it may be joined */
+    pthread_cond_broadcast(&pool->done_cv);
+    pthread_mutex_unlock(&pool->lock);
+    return NULL;
+}
+
+/* Join and free workers that have left.  Call with pool->lock held. */
+void crew__reap_locked(crew_t *pool)
+{
+    struct crew__worker **pp = &pool->workers;
+
+    while (*pp != NULL) {
+        struct crew__worker *w = *pp;
+
+        if (w->exited) {
+            *pp = w->next;
+            /* It only has to return from pthread_mutex_unlock: quick. */
+            pthread_join(w->tid, NULL);
+            free(w);
+        } else {
+            pp = &w->next;
+        }
+    }
+}
+
+/*
+ * Start one worker.  Call with pool->lock held.  Worker threads block every
+ * signal, so signals go to the application's own threads.
+ */
+int crew__spawn_locked(crew_t *pool)
+{
+    struct crew__worker *w;
+    pthread_attr_t attr;
+    sigset_t all, old;
+    int rc;
+
+    crew__reap_locked(pool);
+    w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return CREW_ENOMEM;
+    w->pool = pool;
+    w->id = pool->next_id;
+    if (pthread_attr_init(&attr) != 0) {
+        free(w);
+        return CREW_ENOMEM;
+    }
+    if (pool->opts.stack_size != 0 &&
+        pthread_attr_setstacksize(&attr, pool->opts.stack_size) != 0) {
+        pthread_attr_destroy(&attr);
+        free(w);
+        return CREW_EINVAL;
+    }
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    rc = pthread_create(&w->tid, &attr, worker_main, w);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        free(w);
+        return CREW_ETHREAD;
+    }
+    pool->next_id++;
+    w->next = pool->workers;
+    pool->workers = w;
+    /* Relaxed: live changes only under pool->lock; submitters that read it
+     * without the lock only use it to skip a wake-up they would not need
+     * (see crew__wake_for_work). */
+    atomic_fetch_add_explicit(&pool->live, 1, memory_order_relaxed);
+    if (atomic_load_explicit(&pool->live, memory_order_relaxed) >
+        pool->peak)
+        pool->peak = atomic_load_explicit(&pool->live,
+                                          memory_order_relaxed);
+    update_shown_locked(pool);
+    return 0;
+}
+
+/*
+ * A submitter has queued work and found a sleeper or room to grow: wake a
+ * sleeper, or start a worker.  Returns CREW_ETHREAD only when no worker is
+ * alive and none could start, so nothing would ever run the task.
+ */
+int crew__wake_for_work(crew_t *pool)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&pool->lock);
+    if (pool->sleepers > pool->tokens) {
+        pool->tokens++;
+        crew__publish_idle_locked(pool);
+        pthread_cond_signal(&pool->work_cv);
+    } else if (atomic_load_explicit(&pool->state, memory_order_relaxed) !=
+                   CREW__STOPPED &&
+               atomic_load_explicit(&pool->live, memory_order_relaxed) <
+                   atomic_load_explicit(&pool->max_target,
+                                        memory_order_relaxed)) {
+        if (crew__spawn_locked(pool) != 0 &&
+            atomic_load_explicit(&pool->live, memory_order_relaxed) == 0)
+            rc = CREW_ETHREAD;
+    }
+    pthread_mutex_unlock(&pool->lock);
+    return rc;
+}
