@@ -80,6 +80,12 @@ typedef int (*crew_fn)(crew_ctx_t *ctx, void *arg, void **result);
  * crew_shutdown() or crew_free() on their own pool (CREW_EDEADLK).
  * crew_wait() returns only after the callbacks of the tasks it waited for
  * have returned.
+ *
+ * Results: a callback only borrows the result.  A task's result belongs to
+ * whoever collects it from the future (crew_task_wait() and friends); a
+ * result nobody can collect any more (a task without a future, or whose
+ * future was released uncollected) is passed to free_result, if set, after
+ * the callbacks.
  */
 typedef void (*crew_result_cb)(void *arg, void *result, void *user);
 typedef void (*crew_error_cb)(void *arg, int err, void *user);
@@ -255,7 +261,9 @@ int crew_shutdown(crew_t *pool, int how);
 
 /*
  * Shut the pool down (gracefully, if crew_shutdown() was not called) and
- * free it.  Futures may outlive the pool and are released separately.
+ * free it.  No other thread may be inside or enter any call on this pool
+ * from now on (crew_shutdown() is the call that may race with submitters).
+ * Futures may outlive the pool and are released separately.
  * Returns 0, or CREW_EDEADLK from a worker of the same pool (nothing is
  * done then).  NULL is a no-op returning 0.
  */
