@@ -41,50 +41,62 @@ enum {
 #define CREW__F_FUTURE 1u      /* record is a whole struct crew_task */
 
 /*
- * One record per submitted task.  Plain submits allocate only up to
- * `fut` (the part a queue and a worker need); crew_spawn() allocates the
- * whole struct, and only then are the fields after `fut` touched.
+ * One record per submitted task: what the queue and a worker need.  Plain
+ * submits allocate just this; crew_spawn() allocates a struct crew_task,
+ * which starts with one, and sets CREW__F_FUTURE.
  */
-struct crew_task {
-    struct crew_task *_Atomic next; /* queue link (queue.c) */
+struct crew__rec {
+    struct crew__rec *_Atomic next; /* queue link (queue.c) */
     crew_fn fn;
     void *arg;
     _Atomic int state;
     unsigned flags;
-    /* --- future part, present when flags & CREW__F_FUTURE --- */
-    struct crew__future {
-        crew_t *pool;
-        _Atomic int refs;      /* one for the caller, one for the pool */
-        _Atomic bool cancel_requested;
-        int err;               /* outcome, valid once state is final */
-        void *result;
-        bool result_taken;
-        bool done;             /* under mu: err and result are set */
-        crew_result_cb on_result;
-        crew_error_cb on_error;
-        void (*free_result)(void *);
-        void *user;
-        pthread_mutex_t mu;    /* leaf lock: guards waiters, signals cv */
-        pthread_cond_t cv;
-        unsigned waiters;
-    } fut;
 };
+
+/* A future: a record plus what its caller and waiters need. */
+struct crew_task {
+    struct crew__rec rec;      /* first: a record pointer is the future */
+    crew_t *pool;
+    _Atomic int refs;          /* one for the caller, one for the pool */
+    _Atomic bool cancel_requested;
+    int err;                   /* under mu: outcome, once done */
+    void *result;
+    bool result_taken;
+    bool done;                 /* under mu: err and result are set */
+    crew_result_cb on_result;
+    crew_error_cb on_error;
+    void (*free_result)(void *);
+    void *user;
+    pthread_mutex_t mu;        /* leaf lock: guards the fields above it */
+    pthread_cond_t cv;
+    unsigned waiters;
+};
+
+static inline bool crew__is_future(const struct crew__rec *r)
+{
+    return (r->flags & CREW__F_FUTURE) != 0;
+}
+
+static inline struct crew_task *crew__future(struct crew__rec *r)
+{
+    return (struct crew_task *)r;
+}
 
 /* --- The queue (queue.c): intrusive MPSC list, lock-free push -------- */
 
 struct crew__queue {
     /* Producers swing `tail`; the consumer walks `head`.  They sit on
      * separate cache lines because different threads hammer them. */
-    _Alignas(CREW__CACHELINE) struct crew_task *_Atomic tail;
-    _Alignas(CREW__CACHELINE) struct crew_task *head;
-    struct crew_task stub;
+    _Alignas(CREW__CACHELINE) struct crew__rec *_Atomic tail;
+    _Alignas(CREW__CACHELINE) struct crew__rec *head;
+    struct crew__rec stub;
 };
 
 enum { CREW__POP_OK, CREW__POP_EMPTY, CREW__POP_RETRY };
 
 void crew__queue_init(struct crew__queue *q);
-void crew__queue_push(struct crew__queue *q, struct crew_task *t);
-int crew__queue_pop(struct crew__queue *q, struct crew_task **out);
+void crew__queue_push(struct crew__queue *q, struct crew__rec *t);
+int crew__queue_pop(struct crew__queue *q, struct crew__rec **out);
 
 /* --- Workers (worker.c) ---------------------------------------------- */
 
@@ -99,7 +111,7 @@ struct crew__worker {
 /* What a task sees through crew_ctx_t; lives on the running stack. */
 struct crew_ctx {
     crew_t *pool;
-    struct crew_task *task;
+    struct crew__rec *task;
     unsigned worker_id;
 };
 
@@ -172,10 +184,10 @@ bool crew__try_run_one(crew_t *pool, unsigned worker_id);
 int crew__wake_for_work(crew_t *pool);
 
 /* task.c */
-void crew__run(crew_t *pool, struct crew_task *t, unsigned worker_id);
-void crew__dispose(crew_t *pool, struct crew_task *t);
+void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id);
+void crew__dispose(crew_t *pool, struct crew__rec *t);
 void crew__finish_one(crew_t *pool);
-bool crew__cancel_record(crew_t *pool, struct crew_task *t);
+bool crew__cancel_record(crew_t *pool, struct crew__rec *t);
 
 /* pool.c */
 void crew__deadline(struct timespec *ts, int64_t ns);

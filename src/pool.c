@@ -273,7 +273,7 @@ int crew_shutdown(crew_t *pool, int how)
 
 int crew_free(crew_t *pool)
 {
-    struct crew_task *t;
+    struct crew__rec *t;
     int rc;
 
     if (pool == NULL)

@@ -29,9 +29,9 @@ void crew__queue_init(struct crew__queue *q)
     atomic_init(&q->tail, &q->stub);
 }
 
-void crew__queue_push(struct crew__queue *q, struct crew_task *t)
+void crew__queue_push(struct crew__queue *q, struct crew__rec *t)
 {
-    struct crew_task *prev;
+    struct crew__rec *prev;
 
     /* Relaxed: published by the release half of the exchange below. */
     atomic_store_explicit(&t->next, NULL, memory_order_relaxed);
@@ -46,11 +46,11 @@ void crew__queue_push(struct crew__queue *q, struct crew_task *t)
     atomic_store_explicit(&prev->next, t, memory_order_release);
 }
 
-int crew__queue_pop(struct crew__queue *q, struct crew_task **out)
+int crew__queue_pop(struct crew__queue *q, struct crew__rec **out)
 {
-    struct crew_task *head = q->head;
+    struct crew__rec *head = q->head;
     /* Acquire: pairs with the release link store in crew__queue_push. */
-    struct crew_task *next =
+    struct crew__rec *next =
         atomic_load_explicit(&head->next, memory_order_acquire);
 
     if (head == &q->stub) {

@@ -140,37 +140,29 @@ void crew__finish_one(crew_t *pool)
     }
 }
 
-static bool is_future(const struct crew_task *t)
+static void future_free(struct crew_task *f)
 {
-    return (t->flags & CREW__F_FUTURE) != 0;
-}
-
-static void future_free(struct crew_task *t)
-{
-    struct crew__future *f = &t->fut;
-
     if (f->result != NULL && !f->result_taken && f->free_result != NULL)
         f->free_result(f->result);
     pthread_mutex_destroy(&f->mu);
     pthread_cond_destroy(&f->cv);
-    free(t);
+    free(f);
 }
 
-static void future_unref(struct crew_task *t)
+static void future_unref(struct crew_task *f)
 {
     /* acq_rel: the last owner must see every write the others made to the
      * record before it frees it. */
-    if (atomic_fetch_sub_explicit(&t->fut.refs, 1,
-                                  memory_order_acq_rel) == 1)
-        future_free(t);
+    if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1)
+        future_free(f);
 }
 
 /* The pool is done with a record it popped or ran. */
-void crew__dispose(crew_t *pool, struct crew_task *t)
+void crew__dispose(crew_t *pool, struct crew__rec *t)
 {
     (void)pool;
-    if (is_future(t))
-        future_unref(t);
+    if (crew__is_future(t))
+        future_unref(crew__future(t));
     else
         free(t);
 }
@@ -180,16 +172,16 @@ void crew__dispose(crew_t *pool, struct crew_task *t)
  * woken by either sees the callbacks done.  For a plain task nobody can
  * collect the result, so after the callbacks it goes to free_result.
  */
-static void report(crew_t *pool, struct crew_task *t, int err, void *result)
+static void report(crew_t *pool, struct crew__rec *t, int err, void *result)
 {
+    struct crew_task *f;
     crew_result_cb on_result = pool->opts.on_result;
     crew_error_cb on_error = pool->opts.on_error;
     void (*free_result)(void *) = pool->opts.free_result;
     void *user = pool->opts.user;
 
-    if (is_future(t)) {
-        struct crew__future *f = &t->fut;
-
+    if (crew__is_future(t)) {
+        f = crew__future(t);
         if (f->on_result != NULL || f->on_error != NULL) {
             on_result = f->on_result;
             on_error = f->on_error;
@@ -201,14 +193,15 @@ static void report(crew_t *pool, struct crew_task *t, int err, void *result)
     else if (err != 0 && on_error != NULL)
         on_error(t->arg, err, user);
 
-    if (!is_future(t)) {
+    if (!crew__is_future(t)) {
         if (result != NULL && free_result != NULL)
             free_result(result);
         return;
     }
-    pthread_mutex_lock(&t->fut.mu);
-    t->fut.err = err;
-    t->fut.result = result;
+    f = crew__future(t);
+    pthread_mutex_lock(&f->mu);
+    f->err = err;
+    f->result = result;
     if (err == CREW_ECANCELED) {
         /* state is CANCELED already: the canceller's CAS put it there. */
     } else {
@@ -217,17 +210,17 @@ static void report(crew_t *pool, struct crew_task *t, int err, void *result)
         atomic_store_explicit(&t->state, err == 0 ? CREW__DONE : CREW__FAILED,
                               memory_order_release);
     }
-    t->fut.done = true;
-    if (t->fut.waiters > 0)
-        pthread_cond_broadcast(&t->fut.cv);
-    pthread_mutex_unlock(&t->fut.mu);
+    f->done = true;
+    if (f->waiters > 0)
+        pthread_cond_broadcast(&f->cv);
+    pthread_mutex_unlock(&f->mu);
 }
 
 /*
  * Cancel a record that has not started.  Returns true if this call won it
  * (and reported it); the caller then owes crew__finish_one().
  */
-bool crew__cancel_record(crew_t *pool, struct crew_task *t)
+bool crew__cancel_record(crew_t *pool, struct crew__rec *t)
 {
     int expect = CREW__QUEUED;
 
@@ -242,7 +235,7 @@ bool crew__cancel_record(crew_t *pool, struct crew_task *t)
     return true;
 }
 
-void crew__run(crew_t *pool, struct crew_task *t, unsigned worker_id)
+void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id)
 {
     struct crew_ctx ctx = { pool, t, worker_id };
     int expect = CREW__QUEUED;
@@ -276,42 +269,43 @@ void crew__run(crew_t *pool, struct crew_task *t, unsigned worker_id)
     crew__finish_one(pool);
 }
 
-static struct crew_task *new_record(crew_t *pool, crew_fn fn, void *arg,
-                                    const crew_task_opts_t *opts,
-                                    bool future)
+static struct crew__rec *new_record(crew_t *pool, crew_fn fn, void *arg,
+                                   const crew_task_opts_t *opts, bool future)
 {
-    struct crew_task *t;
+    struct crew__rec *t;
 
     if (!future) {
-        t = malloc(offsetof(struct crew_task, fut));
+        t = malloc(sizeof(*t));
         if (t == NULL)
             return NULL;
         t->flags = 0;
     } else {
-        t = calloc(1, sizeof(*t));
-        if (t == NULL)
+        struct crew_task *f = calloc(1, sizeof(*f));
+
+        if (f == NULL)
             return NULL;
-        if (pthread_mutex_init(&t->fut.mu, NULL) != 0) {
-            free(t);
-            return NULL;
-        }
-        if (pthread_cond_init(&t->fut.cv, NULL) != 0) {
-            pthread_mutex_destroy(&t->fut.mu);
-            free(t);
+        if (pthread_mutex_init(&f->mu, NULL) != 0) {
+            free(f);
             return NULL;
         }
-        t->flags = CREW__F_FUTURE;
-        t->fut.pool = pool;
-        atomic_init(&t->fut.refs, 2);
-        atomic_init(&t->fut.cancel_requested, false);
-        t->fut.free_result = pool->opts.free_result;
+        if (pthread_cond_init(&f->cv, NULL) != 0) {
+            pthread_mutex_destroy(&f->mu);
+            free(f);
+            return NULL;
+        }
+        f->pool = pool;
+        atomic_init(&f->refs, 2);
+        atomic_init(&f->cancel_requested, false);
+        f->free_result = pool->opts.free_result;
         if (opts != NULL) {
-            t->fut.on_result = opts->on_result;
-            t->fut.on_error = opts->on_error;
-            t->fut.user = opts->user;
+            f->on_result = opts->on_result;
+            f->on_error = opts->on_error;
+            f->user = opts->user;
             if (opts->free_result != NULL)
-                t->fut.free_result = opts->free_result;
+                f->free_result = opts->free_result;
         }
+        t = &f->rec;
+        t->flags = CREW__F_FUTURE;
     }
     t->fn = fn;
     t->arg = arg;
@@ -328,7 +322,7 @@ static int submit(crew_t *pool, crew_fn fn, void *arg,
                   int64_t timeout_ns, int full_rc)
 {
     bool bounded, inline_run = false;
-    struct crew_task *t;
+    struct crew__rec *t;
     int rc;
 
     if (out != NULL)
@@ -362,7 +356,7 @@ static int submit(crew_t *pool, crew_fn fn, void *arg,
     }
     atomic_fetch_add_explicit(&pool->n_submitted, 1, memory_order_relaxed);
     if (out != NULL)
-        *out = t;
+        *out = crew__future(t);
     if (inline_run) {
         crew__run(pool, t, crew__self->id);
         return 0;
@@ -392,7 +386,7 @@ static int submit(crew_t *pool, crew_fn fn, void *arg,
     atomic_fetch_sub_explicit(&pool->n_submitted, 1, memory_order_relaxed);
     if (out != NULL) {
         *out = NULL;
-        future_unref(t);        /* the caller's reference */
+        future_unref(crew__future(t)); /* the caller's reference */
     }
     atomic_fetch_add_explicit(&pool->n_rejected, 1, memory_order_relaxed);
     crew__finish_one(pool);
@@ -437,19 +431,19 @@ static bool future_done(crew_task_t *t)
 {
     /* Acquire: pairs with report()'s release of the final state; done is
      * then read under the mutex for err and result. */
-    return atomic_load_explicit(&t->state, memory_order_acquire) >=
+    return atomic_load_explicit(&t->rec.state, memory_order_acquire) >=
            CREW__DONE;
 }
 
-/* Hand out the outcome.  Call with t->fut.mu held and t->fut.done true. */
+/* Hand out the outcome.  Call with t->mu held and t->done true. */
 static int outcome_locked(crew_task_t *t, void **result)
 {
     if (result != NULL) {
-        *result = t->fut.result;
-        if (t->fut.result != NULL)
-            t->fut.result_taken = true;
+        *result = t->result;
+        if (t->result != NULL)
+            t->result_taken = true;
     }
-    return t->fut.err;
+    return t->err;
 }
 
 /*
@@ -461,19 +455,19 @@ static int block_on(crew_task_t *t, const struct timespec *deadline,
 {
     int rc = 0;
 
-    pthread_mutex_lock(&t->fut.mu);
-    t->fut.waiters++;
-    while (!t->fut.done && rc == 0) {
+    pthread_mutex_lock(&t->mu);
+    t->waiters++;
+    while (!t->done && rc == 0) {
         if (deadline == NULL)
-            pthread_cond_wait(&t->fut.cv, &t->fut.mu);
-        else if (pthread_cond_timedwait(&t->fut.cv, &t->fut.mu,
+            pthread_cond_wait(&t->cv, &t->mu);
+        else if (pthread_cond_timedwait(&t->cv, &t->mu,
                                         deadline) == ETIMEDOUT)
-            rc = t->fut.done ? 0 : CREW_ETIMEDOUT;
+            rc = t->done ? 0 : CREW_ETIMEDOUT;
     }
-    t->fut.waiters--;
+    t->waiters--;
     if (rc == 0)
         rc = outcome_locked(t, result);
-    pthread_mutex_unlock(&t->fut.mu);
+    pthread_mutex_unlock(&t->mu);
     return rc;
 }
 
@@ -482,11 +476,11 @@ static int wait_common(crew_task_t *t, int64_t timeout_ns, void **result)
     struct timespec deadline, now;
     crew_t *pool;
 
-    if (t == NULL || !is_future(t))
+    if (t == NULL || !crew__is_future(&t->rec))
         return CREW_EINVAL;
     if (timeout_ns >= 0)
         crew__deadline(&deadline, timeout_ns);
-    pool = t->fut.pool;
+    pool = t->pool;
     /* A worker of the task's own pool helps instead of just waiting: it
      * runs queued tasks, one of which may be the one it waits for. */
     if (crew__inside(pool)) {
@@ -522,12 +516,12 @@ int crew_task_poll(crew_task_t *task, void **result)
 {
     int rc = CREW_EBUSY;
 
-    if (task == NULL || !is_future(task))
+    if (task == NULL || !crew__is_future(&task->rec))
         return CREW_EINVAL;
-    pthread_mutex_lock(&task->fut.mu);
-    if (task->fut.done)
+    pthread_mutex_lock(&task->mu);
+    if (task->done)
         rc = outcome_locked(task, result);
-    pthread_mutex_unlock(&task->fut.mu);
+    pthread_mutex_unlock(&task->mu);
     return rc;
 }
 
@@ -535,10 +529,10 @@ int crew_task_state(const crew_task_t *task)
 {
     int s;
 
-    if (task == NULL || !is_future(task))
+    if (task == NULL || !crew__is_future(&task->rec))
         return CREW_EINVAL;
     /* Acquire: pairs with the state's release stores and CASes. */
-    s = atomic_load_explicit(&task->state, memory_order_acquire);
+    s = atomic_load_explicit(&task->rec.state, memory_order_acquire);
     return s == CREW__WITHDRAWN ? CREW_TASK_CANCELED : s;
 }
 
@@ -547,18 +541,18 @@ int crew_task_cancel(crew_task_t *task)
     crew_t *pool;
     int s;
 
-    if (task == NULL || !is_future(task))
+    if (task == NULL || !crew__is_future(&task->rec))
         return CREW_EINVAL;
     /* Relaxed: a flag the running task polls; nothing else hangs on it. */
-    atomic_store_explicit(&task->fut.cancel_requested, true,
+    atomic_store_explicit(&task->cancel_requested, true,
                           memory_order_relaxed);
-    s = atomic_load_explicit(&task->state, memory_order_acquire);
+    s = atomic_load_explicit(&task->rec.state, memory_order_acquire);
     if (s != CREW__QUEUED)
         return CREW_EBUSY;
     /* The pool is alive: the task is accepted and unfinished, so
      * crew_shutdown() is still waiting for it. */
-    pool = task->fut.pool;
-    if (!crew__cancel_record(pool, task))
+    pool = task->pool;
+    if (!crew__cancel_record(pool, &task->rec))
         return CREW_EBUSY;
     /*
      * This thread is not a worker, so crew_shutdown() does not join it:
@@ -577,7 +571,7 @@ int crew_task_cancel(crew_task_t *task)
 
 void crew_task_release(crew_task_t *task)
 {
-    if (task == NULL || !is_future(task))
+    if (task == NULL || !crew__is_future(&task->rec))
         return;
     future_unref(task);
 }
@@ -601,7 +595,7 @@ bool crew_ctx_cancelled(const crew_ctx_t *ctx)
     if (atomic_load_explicit(&ctx->pool->state, memory_order_relaxed) ==
         CREW__CANCELLING)
         return true;
-    return is_future(ctx->task) &&
-           atomic_load_explicit(&ctx->task->fut.cancel_requested,
+    return crew__is_future(ctx->task) &&
+           atomic_load_explicit(&crew__future(ctx->task)->cancel_requested,
                                 memory_order_relaxed);
 }

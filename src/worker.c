@@ -57,9 +57,9 @@ static void update_shown_locked(crew_t *pool)
  * Take one record off the queue, or NULL if it is empty.  A record that is
  * taken leaves the counts at once, which frees its slot.
  */
-static struct crew_task *take(crew_t *pool)
+static struct crew__rec *take(crew_t *pool)
 {
-    struct crew_task *t = NULL;
+    struct crew__rec *t = NULL;
     int rc;
 
     for (;;) {
@@ -82,7 +82,7 @@ static struct crew_task *take(crew_t *pool)
 
 bool crew__try_run_one(crew_t *pool, unsigned worker_id)
 {
-    struct crew_task *t = take(pool);
+    struct crew__rec *t = take(pool);
 
     if (t == NULL)
         return false;
