@@ -172,7 +172,8 @@ crew_t *crew_new(const crew_opts_t *opts);
 /*
  * Submit a task that nobody will wait for individually; its outcome goes to
  * the pool's callbacks and statistics.  When the queue is full, blocks
- * until there is room.  Called from a worker of the same pool (a task or a
+ * until it has drained to half its capacity (a low-water mark, so that a
+ * fast producer is woken once per half a queue rather than once per task).  Called from a worker of the same pool (a task or a
  * callback) with the queue full, it does not block, since that could wait
  * for itself: it runs the task at once on the calling thread instead
  * ("caller runs").  Returns 0 once the task is accepted, or CREW_EINVAL

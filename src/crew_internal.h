@@ -21,10 +21,19 @@
 #include "crew.h"
 
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <time.h>
 
 #define CREW__CACHELINE 64
+
+#if defined(__x86_64__) || defined(__i386__)
+#define crew__cpu_relax() __builtin_ia32_pause()
+#elif defined(__aarch64__)
+#define crew__cpu_relax() __asm__ __volatile__("yield" ::: "memory")
+#else
+#define crew__cpu_relax() ((void)0)
+#endif
 
 /* --- Task records and futures (task.c) ------------------------------- */
 
@@ -139,6 +148,7 @@ struct crew {
     /* Published under `lock`, read without it by submitters. */
     _Alignas(CREW__CACHELINE) _Atomic unsigned idle_avail; /* sleepers
                                   not yet handed a wake token */
+    _Atomic unsigned waking;   /* wake tokens in flight (== tokens) */
     _Atomic unsigned live;     /* worker threads counted as alive */
     _Atomic unsigned max_target; /* bound every decision uses */
     _Atomic unsigned space_waiters; /* submitters blocked on a full queue */
@@ -152,7 +162,8 @@ struct crew {
     _Atomic uint64_t n_cancelled;
     _Atomic uint64_t n_running;
 
-    pthread_mutex_t qlock;     /* serialises queue pops (single consumer) */
+    _Alignas(CREW__CACHELINE) atomic_bool qlock; /* serialises queue pops
+                                  (single consumer); a spin lock */
 
     pthread_mutex_t lock;      /* guards everything below */
     pthread_cond_t work_cv;    /* sleeping workers */
@@ -165,8 +176,37 @@ struct crew {
     unsigned peak;
     unsigned next_id;
     unsigned joiners;          /* threads inside crew_shutdown() */
+    unsigned exited;           /* workers on the list waiting for a join */
     struct crew__worker *workers; /* every thread not yet joined */
 };
+
+/*
+ * The queue's consumer lock.  Its critical section is a handful of loads
+ * and stores, so a waiter spins a little, then yields; it never sleeps in
+ * the kernel, which under many threads on few cores turned every brief
+ * overlap into a futex sleep and wake.
+ */
+static inline void crew__spin_lock(atomic_bool *l)
+{
+    unsigned spins = 0;
+
+    /* Acquire: pairs with the release in crew__spin_unlock, so the queue
+     * state the last holder wrote is visible. */
+    while (atomic_exchange_explicit(l, true, memory_order_acquire)) {
+        /* Relaxed: only a hint to retry the exchange. */
+        while (atomic_load_explicit(l, memory_order_relaxed)) {
+            if (++spins < 32)
+                crew__cpu_relax();
+            else
+                sched_yield();
+        }
+    }
+}
+
+static inline void crew__spin_unlock(atomic_bool *l)
+{
+    atomic_store_explicit(l, false, memory_order_release);
+}
 
 /* The worker this thread is, if any (NULL outside every pool). */
 extern _Thread_local struct crew__worker *crew__self;
@@ -182,6 +222,7 @@ void crew__reap_locked(crew_t *pool);
 void crew__publish_idle_locked(crew_t *pool);
 bool crew__try_run_one(crew_t *pool, unsigned worker_id);
 int crew__wake_for_work(crew_t *pool);
+void crew__pass_on(crew_t *pool);
 
 /* task.c */
 void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id);

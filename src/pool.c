@@ -84,15 +84,13 @@ static void destroy_sync(crew_t *pool)
     pthread_cond_destroy(&pool->space_cv);
     pthread_cond_destroy(&pool->work_cv);
     pthread_mutex_destroy(&pool->lock);
-    pthread_mutex_destroy(&pool->qlock);
 }
 
 static int init_sync(crew_t *pool)
 {
-    if (pthread_mutex_init(&pool->qlock, NULL) != 0)
-        return -1;
+    atomic_init(&pool->qlock, false);
     if (pthread_mutex_init(&pool->lock, NULL) != 0)
-        goto no_lock;
+        return -1;
     if (init_cond(&pool->work_cv) != 0)
         goto no_work;
     if (init_cond(&pool->space_cv) != 0)
@@ -107,8 +105,6 @@ no_space:
     pthread_cond_destroy(&pool->work_cv);
 no_work:
     pthread_mutex_destroy(&pool->lock);
-no_lock:
-    pthread_mutex_destroy(&pool->qlock);
     return -1;
 }
 
@@ -122,6 +118,7 @@ static void join_all_locked(crew_t *pool)
     struct crew__worker *list = pool->workers;
 
     pool->workers = NULL;
+    pool->exited = 0;
     pool->joiners++;
     pthread_mutex_unlock(&pool->lock);
     while (list != NULL) {
@@ -214,6 +211,7 @@ int crew_create(crew_t **out, const crew_opts_t *opts)
     atomic_init(&pool->outstanding, 0);
     atomic_init(&pool->state, CREW__RUNNING_STATE);
     atomic_init(&pool->idle_avail, 0);
+    atomic_init(&pool->waking, 0);
     atomic_init(&pool->live, 0);
     atomic_init(&pool->max_target, o.max_workers);
     atomic_init(&pool->space_waiters, 0);

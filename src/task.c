@@ -45,22 +45,27 @@ static bool try_reserve(crew_t *pool)
 }
 
 /*
- * A slot was freed.  Blocked submitters sleep only after seeing the queue
- * full (reserved == cap), having counted themselves in space_waiters
- * first; so only the step from full to not full needs to wake them, and
- * it reads space_waiters after its own store (both seq_cst).
+ * A slot was freed.  Blocked submitters are woken in batches: when the
+ * queue has drained to half its capacity (the low-water mark), not at each
+ * freed slot, so a fast producer pays one sleep and wake per half a queue
+ * instead of one per task.  A submitter sleeps only after seeing the queue
+ * full with itself counted in space_waiters (both seq_cst); the queue must
+ * then drain through the mark, and the crossing reads space_waiters after
+ * its own store, so one side always sees the other.
  */
 void crew__slot_freed(crew_t *pool)
 {
     size_t prev = atomic_fetch_sub_explicit(&pool->reserved, 1,
                                             memory_order_seq_cst);
 
-    if (prev == pool->opts.queue_capacity &&
+    if (prev == pool->opts.queue_capacity / 2 + 1 &&
         atomic_load_explicit(&pool->space_waiters,
                              memory_order_seq_cst) > 0) {
+        /* Taking the lock orders us after a waiter's last check; the
+         * broadcast itself need not hold it. */
         pthread_mutex_lock(&pool->lock);
-        pthread_cond_broadcast(&pool->space_cv);
         pthread_mutex_unlock(&pool->lock);
+        pthread_cond_broadcast(&pool->space_cv);
     }
 }
 
@@ -365,10 +370,14 @@ static int submit(crew_t *pool, crew_fn fn, void *arg,
     /* seq_cst: the store half of the submitter's side of the wake-up
      * hand-off (worker.c). */
     atomic_fetch_add_explicit(&pool->queued, 1, memory_order_seq_cst);
-    if (atomic_load_explicit(&pool->idle_avail, memory_order_seq_cst) == 0 &&
-        atomic_load_explicit(&pool->live, memory_order_relaxed) >=
+    if (atomic_load_explicit(&pool->idle_avail, memory_order_seq_cst) == 0) {
+        if (atomic_load_explicit(&pool->live, memory_order_relaxed) >=
             atomic_load_explicit(&pool->max_target, memory_order_relaxed))
-        return 0;               /* every worker busy and none to add */
+            return 0;           /* every worker busy and none to add */
+    } else if (atomic_load_explicit(&pool->waking,
+                                    memory_order_seq_cst) != 0) {
+        return 0;               /* the worker being woken passes it on */
+    }
     rc = crew__wake_for_work(pool);
     if (rc == 0)
         return 0;

@@ -23,6 +23,16 @@
  * rather than signalling the same sleeper again and again.  Any worker
  * that leaves the sleep loop takes a token if one is out, which keeps
  * tokens <= sleepers.
+ *
+ * Passing wake-ups on: while a wake-up is in flight (waking > 0), a
+ * submitter does not wake anyone; the worker that takes the token wakes the
+ * next sleeper if work is still queued (crew__pass_on), and so on.  The
+ * submitter thus pays for at most one wake-up per burst, and the cost of
+ * waking many sleepers falls on the workers, not on the one thread that
+ * feeds the pool.  Nothing is stranded: the submitter stores queued, then
+ * reads waking; the woken worker stores waking (taking its token), then
+ * reads queued; so if the submitter saw the token in flight, the worker
+ * sees the task (all seq_cst).
  */
 #include "crew_internal.h"
 
@@ -39,6 +49,8 @@ void crew__publish_idle_locked(crew_t *pool)
     /* seq_cst: the store half of the worker's side of the hand-off. */
     atomic_store_explicit(&pool->idle_avail, pool->sleepers - pool->tokens,
                           memory_order_seq_cst);
+    /* seq_cst: the worker's store half of passing wake-ups on. */
+    atomic_store_explicit(&pool->waking, pool->tokens, memory_order_seq_cst);
 }
 
 /* Keep the maximum shown by crew_stats() at or above the live count. */
@@ -63,9 +75,9 @@ static struct crew__rec *take(crew_t *pool)
     int rc;
 
     for (;;) {
-        pthread_mutex_lock(&pool->qlock);
+        crew__spin_lock(&pool->qlock);
         rc = crew__queue_pop(&pool->q, &t);
-        pthread_mutex_unlock(&pool->qlock);
+        crew__spin_unlock(&pool->qlock);
         if (rc == CREW__POP_OK)
             break;
         if (rc == CREW__POP_EMPTY)
@@ -86,8 +98,24 @@ bool crew__try_run_one(crew_t *pool, unsigned worker_id)
 
     if (t == NULL)
         return false;
+    crew__pass_on(pool);
     crew__run(pool, t, worker_id);
     return true;
+}
+
+/*
+ * A worker that has just taken a task: if more work waits, a worker
+ * sleeps and no wake-up is in flight, wake one (see the top of the file).
+ * Costs three loads when there is nothing to do.
+ */
+void crew__pass_on(crew_t *pool)
+{
+    /* seq_cst: the load half of passing wake-ups on. */
+    if (atomic_load_explicit(&pool->queued, memory_order_seq_cst) == 0 ||
+        atomic_load_explicit(&pool->idle_avail, memory_order_seq_cst) == 0 ||
+        atomic_load_explicit(&pool->waking, memory_order_seq_cst) != 0)
+        return;
+    crew__wake_for_work(pool);
 }
 
 /* A worker leaves the sleep loop: give up its place, take a token. */
@@ -205,6 +233,7 @@ static void *worker_main(void *p)
     crew__self = NULL;
     pthread_mutex_lock(&pool->lock);
     w->exited = true;           /* the last touch: now it may be joined */
+    pool->exited++;
     pthread_cond_broadcast(&pool->done_cv);
     pthread_mutex_unlock(&pool->lock);
     return NULL;
@@ -215,11 +244,12 @@ void crew__reap_locked(crew_t *pool)
 {
     struct crew__worker **pp = &pool->workers;
 
-    while (*pp != NULL) {
+    while (pool->exited > 0 && *pp != NULL) {
         struct crew__worker *w = *pp;
 
         if (w->exited) {
             *pp = w->next;
+            pool->exited--;
             /* It only has to return from pthread_mutex_unlock: quick. */
             pthread_join(w->tid, NULL);
             free(w);
@@ -287,13 +317,14 @@ int crew__spawn_locked(crew_t *pool)
  */
 int crew__wake_for_work(crew_t *pool)
 {
+    bool signal = false;
     int rc = 0;
 
     pthread_mutex_lock(&pool->lock);
     if (pool->sleepers > pool->tokens) {
         pool->tokens++;
         crew__publish_idle_locked(pool);
-        pthread_cond_signal(&pool->work_cv);
+        signal = true;
     } else if (atomic_load_explicit(&pool->state, memory_order_relaxed) !=
                    CREW__STOPPED &&
                atomic_load_explicit(&pool->live, memory_order_relaxed) <
@@ -304,5 +335,12 @@ int crew__wake_for_work(crew_t *pool)
             rc = CREW_ETHREAD;
     }
     pthread_mutex_unlock(&pool->lock);
+    /*
+     * Signal after unlocking, so the sleeper does not wake only to block on
+     * the lock we hold.  The token was handed out under the lock, so a
+     * sleeper that wakes for another reason takes it and nothing is lost.
+     */
+    if (signal)
+        pthread_cond_signal(&pool->work_cv);
     return rc;
 }
