@@ -1,11 +1,12 @@
 #!/bin/sh
-# Builds and runs the test suite in up to three flavours (default: all):
-#   plain  -O1 -g, -Werror
-#   asan   AddressSanitizer + UndefinedBehaviorSanitizer
-#   tsan   ThreadSanitizer
-# CC picks the compiler (gcc by default).  Exits non-zero on any failure.
+# Builds and runs the test suite in up to four flavours (default: all):
+#   plain  gcc, -O1 -g, -Werror
+#   asan   gcc, AddressSanitizer + UndefinedBehaviorSanitizer
+#   tsan   gcc, ThreadSanitizer
+#   clang  clang, -O2, -Werror (the same code must build and pass with both)
+# Exits non-zero on any failure.
 set -eu
-flavours=${*:-plain asan tsan}
+flavours=${*:-plain asan tsan clang}
 jobs=$(nproc 2>/dev/null || echo 2)
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -17,19 +18,25 @@ export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
 
 status=0
 for f in $flavours; do
+    cc=gcc opt=-O1
     case $f in
     plain) san="" ;;
     asan)  san="address;undefined" ;;
     tsan)  san="thread" ;;
+    clang) san="" cc=clang opt=-O2 ;;
     *) echo "test.sh: unknown flavour $f" >&2; exit 2 ;;
     esac
     dir=build/test-$f
     mkdir -p build
     echo "=== $f build ==="
-    cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DCREW_WERROR=ON \
-        -DCMAKE_C_FLAGS="-O1" -DCREW_SANITIZE="$san" -DCREW_BENCH=OFF \
+    CC=$cc cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DCREW_WERROR=ON \
+        -DCMAKE_C_FLAGS="$opt" -DCREW_SANITIZE="$san" \
         >"$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; exit 1; }
-    cmake --build "$dir" -j "$jobs" 2>&1 | tail -n 50
+    if ! cmake --build "$dir" -j "$jobs" >"$dir.build.log" 2>&1; then
+        tail -n 60 "$dir.build.log"
+        echo "test.sh: $f build failed" >&2
+        exit 1
+    fi
     echo "=== $f tests ==="
     if ! ctest --test-dir "$dir" --output-on-failure -j "$jobs"; then
         status=1
