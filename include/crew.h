@@ -121,7 +121,8 @@ typedef struct crew_task_opts {
     crew_result_cb on_result; /* replaces the pool's result callback */
     crew_error_cb on_error;   /* replaces the pool's error callback */
     void (*free_result)(void *result); /* replaces the pool's */
-    void *user;               /* passed to this task's callbacks */
+    void *user;               /* passed to this task's own callbacks (the
+                                 pool's callbacks still get the pool's) */
 } crew_task_opts_t;
 
 /* How crew_shutdown() treats tasks that have not started. */
@@ -173,10 +174,11 @@ crew_t *crew_new(const crew_opts_t *opts);
  * Submit a task that nobody will wait for individually; its outcome goes to
  * the pool's callbacks and statistics.  When the queue is full, blocks
  * until it has drained to half its capacity (a low-water mark, so that a
- * fast producer is woken once per half a queue rather than once per task).  Called from a worker of the same pool (a task or a
- * callback) with the queue full, it does not block, since that could wait
- * for itself: it runs the task at once on the calling thread instead
- * ("caller runs").  Returns 0 once the task is accepted, or CREW_EINVAL
+ * fast producer is woken once per half a queue rather than once per
+ * task).  Called from a worker of the same pool (a task or a callback)
+ * with the queue full, it does not block, since that could wait for
+ * itself: it runs the task at once on the calling thread instead ("caller
+ * runs").  Returns 0 once the task is accepted, or CREW_EINVAL
  * (NULL pool or fn), CREW_ESHUTDOWN (after crew_shutdown(), including for
  * submitters blocked when it was called), CREW_ENOMEM or CREW_ETHREAD (no
  * worker could be started for it).
@@ -213,7 +215,10 @@ int crew_spawn(crew_t *pool, crew_fn fn, void *arg,
  */
 int crew_task_wait(crew_task_t *task, void **result);
 
-/* As crew_task_wait(), but gives up after `timeout_ns`: CREW_ETIMEDOUT. */
+/*
+ * As crew_task_wait(), but gives up after `timeout_ns` nanoseconds (0: do
+ * not wait): CREW_ETIMEDOUT.  A negative timeout is CREW_EINVAL.
+ */
 int crew_task_wait_timeout(crew_task_t *task, int64_t timeout_ns,
                            void **result);
 

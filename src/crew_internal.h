@@ -19,6 +19,7 @@
 #define CREW_INTERNAL_H
 
 #include "crew.h"
+#include "fault.h"
 
 #include <pthread.h>
 #include <sched.h>
@@ -59,7 +60,8 @@ struct crew__rec {
     crew_fn fn;
     void *arg;
     _Atomic int state;
-    unsigned flags;
+    unsigned char flags;
+    _Atomic bool waiting;      /* still counted in queued and reserved */
 };
 
 /* A future: a record plus what its caller and waiters need. */
@@ -223,6 +225,8 @@ void crew__publish_idle_locked(crew_t *pool);
 bool crew__try_run_one(crew_t *pool, unsigned worker_id);
 int crew__wake_for_work(crew_t *pool);
 void crew__pass_on(crew_t *pool);
+void crew__unqueue(crew_t *pool, struct crew__rec *t);
+int crew__cond_init(pthread_cond_t *cv);
 
 /* task.c */
 void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id);

@@ -63,7 +63,7 @@ static int check_opts(crew_opts_t *o)
     return 0;
 }
 
-static int init_cond(pthread_cond_t *cv)
+int crew__cond_init(pthread_cond_t *cv)
 {
     pthread_condattr_t attr;
     int rc;
@@ -91,11 +91,11 @@ static int init_sync(crew_t *pool)
     atomic_init(&pool->qlock, false);
     if (pthread_mutex_init(&pool->lock, NULL) != 0)
         return -1;
-    if (init_cond(&pool->work_cv) != 0)
+    if (crew__cond_init(&pool->work_cv) != 0)
         goto no_work;
-    if (init_cond(&pool->space_cv) != 0)
+    if (crew__cond_init(&pool->space_cv) != 0)
         goto no_space;
-    if (init_cond(&pool->done_cv) != 0)
+    if (crew__cond_init(&pool->done_cv) != 0)
         goto no_done;
     return 0;
 
@@ -197,7 +197,7 @@ int crew_create(crew_t **out, const crew_opts_t *opts)
         return rc;
     /* The struct asks for cache-line alignment, which malloc does not
      * promise. */
-    if (posix_memalign((void **)&pool, CREW__CACHELINE, sizeof(*pool)) != 0)
+    if (crew__memalign((void **)&pool, CREW__CACHELINE, sizeof(*pool)) != 0)
         return CREW_ENOMEM;
     memset(pool, 0, sizeof(*pool));
     pool->opts = o;

@@ -183,20 +183,25 @@ static void report(crew_t *pool, struct crew__rec *t, int err, void *result)
     crew_result_cb on_result = pool->opts.on_result;
     crew_error_cb on_error = pool->opts.on_error;
     void (*free_result)(void *) = pool->opts.free_result;
-    void *user = pool->opts.user;
+    void *result_user = pool->opts.user, *error_user = pool->opts.user;
 
+    /* A task's own callback replaces the pool's, each on its own, and is
+     * given the task's user pointer. */
     if (crew__is_future(t)) {
         f = crew__future(t);
-        if (f->on_result != NULL || f->on_error != NULL) {
+        if (f->on_result != NULL) {
             on_result = f->on_result;
+            result_user = f->user;
+        }
+        if (f->on_error != NULL) {
             on_error = f->on_error;
-            user = f->user;
+            error_user = f->user;
         }
     }
     if (err == 0 && on_result != NULL)
-        on_result(t->arg, result, user);
+        on_result(t->arg, result, result_user);
     else if (err != 0 && on_error != NULL)
-        on_error(t->arg, err, user);
+        on_error(t->arg, err, error_user);
 
     if (!crew__is_future(t)) {
         if (result != NULL && free_result != NULL)
@@ -235,6 +240,7 @@ bool crew__cancel_record(crew_t *pool, struct crew__rec *t)
                                                  memory_order_acq_rel,
                                                  memory_order_acquire))
         return false;
+    crew__unqueue(pool, t);
     atomic_fetch_add_explicit(&pool->n_cancelled, 1, memory_order_relaxed);
     report(pool, t, CREW_ECANCELED, NULL);
     return true;
@@ -280,12 +286,12 @@ static struct crew__rec *new_record(crew_t *pool, crew_fn fn, void *arg,
     struct crew__rec *t;
 
     if (!future) {
-        t = malloc(sizeof(*t));
+        t = crew__malloc(sizeof(*t));
         if (t == NULL)
             return NULL;
         t->flags = 0;
     } else {
-        struct crew_task *f = calloc(1, sizeof(*f));
+        struct crew_task *f = crew__calloc(1, sizeof(*f));
 
         if (f == NULL)
             return NULL;
@@ -293,7 +299,7 @@ static struct crew__rec *new_record(crew_t *pool, crew_fn fn, void *arg,
             free(f);
             return NULL;
         }
-        if (pthread_cond_init(&f->cv, NULL) != 0) {
+        if (crew__cond_init(&f->cv) != 0) {
             pthread_mutex_destroy(&f->mu);
             free(f);
             return NULL;
@@ -315,6 +321,7 @@ static struct crew__rec *new_record(crew_t *pool, crew_fn fn, void *arg,
     t->fn = fn;
     t->arg = arg;
     atomic_init(&t->state, CREW__QUEUED);
+    atomic_init(&t->waiting, false);
     return t;
 }
 
@@ -366,6 +373,8 @@ static int submit(crew_t *pool, crew_fn fn, void *arg,
         crew__run(pool, t, crew__self->id);
         return 0;
     }
+    /* Relaxed: published to the popper by the push's release. */
+    atomic_store_explicit(&t->waiting, true, memory_order_relaxed);
     crew__queue_push(&pool->q, t);
     /* seq_cst: the store half of the submitter's side of the wake-up
      * hand-off (worker.c). */
@@ -392,6 +401,7 @@ static int submit(crew_t *pool, crew_fn fn, void *arg,
                 memory_order_acquire))
             return 0;           /* a worker got to it after all */
     }
+    crew__unqueue(pool, t);
     atomic_fetch_sub_explicit(&pool->n_submitted, 1, memory_order_relaxed);
     if (out != NULL) {
         *out = NULL;

@@ -84,12 +84,26 @@ static struct crew__rec *take(crew_t *pool)
             return NULL;
         sched_yield();          /* a producer is between its two steps */
     }
+    crew__unqueue(pool, t);
+    return t;
+}
+
+/*
+ * A record stops waiting: it was taken, cancelled or withdrawn.  Whichever
+ * comes first takes it out of the counts, once; a cancelled record may
+ * stay in the list until popped, but no longer counts or holds a slot.
+ */
+void crew__unqueue(crew_t *pool, struct crew__rec *t)
+{
+    /* Relaxed: the exchange only has to pick one winner; the record's
+     * fields are ordered by the queue links and the state CAS. */
+    if (!atomic_exchange_explicit(&t->waiting, false, memory_order_relaxed))
+        return;
     /* Relaxed: only the increments take part in the hand-off; a stale
      * high count costs a sleeper one empty pop, never a lost task. */
     atomic_fetch_sub_explicit(&pool->queued, 1, memory_order_relaxed);
     if (pool->opts.queue_capacity != 0)
         crew__slot_freed(pool);
-    return t;
 }
 
 bool crew__try_run_one(crew_t *pool, unsigned worker_id)
@@ -271,7 +285,7 @@ int crew__spawn_locked(crew_t *pool)
     int rc;
 
     crew__reap_locked(pool);
-    w = calloc(1, sizeof(*w));
+    w = crew__calloc(1, sizeof(*w));
     if (w == NULL)
         return CREW_ENOMEM;
     w->pool = pool;
@@ -288,7 +302,7 @@ int crew__spawn_locked(crew_t *pool)
     }
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &old);
-    rc = pthread_create(&w->tid, &attr, worker_main, w);
+    rc = crew__thread_create(&w->tid, &attr, worker_main, w);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     if (rc != 0) {
