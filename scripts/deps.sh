@@ -6,7 +6,7 @@ command -v cmake >/dev/null 2>&1 || need="$need cmake"
 command -v cc >/dev/null 2>&1 || need="$need gcc"
 command -v clang >/dev/null 2>&1 || need="$need clang"
 command -v pkg-config >/dev/null 2>&1 || need="$need pkg-config"
-pkg-config --exists criterion 2>/dev/null || need="$need libcriterion-dev"
+pkg-config --exists check 2>/dev/null || need="$need check"
 [ -z "$need" ] && exit 0
 echo "deps: installing$need"
 if [ "$(id -u)" -ne 0 ]; then

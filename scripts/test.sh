@@ -1,8 +1,10 @@
 #!/bin/sh
 # Builds and runs the test suite in up to four flavours (default: all):
 #   plain  gcc, -O1 -g, -Werror
-#   asan   gcc, AddressSanitizer + UndefinedBehaviorSanitizer
-#   tsan   gcc, ThreadSanitizer
+#   asan   gcc, AddressSanitizer + UndefinedBehaviorSanitizer, and the
+#          fault-injection tests (every allocation and thread start fails
+#          in turn; LeakSanitizer checks nothing leaks)
+#   tsan   gcc, ThreadSanitizer, fault-injection tests included
 #   clang  clang, -O2, -Werror (the same code must build and pass with both)
 # Exits non-zero on any failure.
 set -eu
@@ -18,11 +20,11 @@ export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
 
 status=0
 for f in $flavours; do
-    cc=gcc opt=-O1
+    cc=gcc opt=-O1 fault=OFF
     case $f in
     plain) san="" ;;
-    asan)  san="address;undefined" ;;
-    tsan)  san="thread" ;;
+    asan)  san="address;undefined" fault=ON ;;
+    tsan)  san="thread" fault=ON ;;
     clang) san="" cc=clang opt=-O2 ;;
     *) echo "test.sh: unknown flavour $f" >&2; exit 2 ;;
     esac
@@ -31,6 +33,7 @@ for f in $flavours; do
     echo "=== $f build ==="
     CC=$cc cmake -S . -B "$dir" -DCMAKE_BUILD_TYPE=Debug -DCREW_WERROR=ON \
         -DCMAKE_C_FLAGS="$opt" -DCREW_SANITIZE="$san" \
+        -DCREW_FAULT_INJECTION=$fault \
         >"$dir.configure.log" 2>&1 || { cat "$dir.configure.log"; exit 1; }
     if ! cmake --build "$dir" -j "$jobs" >"$dir.build.log" 2>&1; then
         tail -n 60 "$dir.build.log"
