@@ -712,7 +712,7 @@ static void usage(FILE *f)
         "  --tasks N     tasks, i.e. 10 ms sleeps (overrides --quick)\n"
         "  --workers N   crew workers and raw threads (overrides --quick)\n"
         "  --capacity N  crew queue capacity, 0 for unbounded "
-        "(default 10000)\n"
+        "(default 5 x workers)\n"
         "  --out FILE    CSV output (default bench/results/seed.csv)\n");
 }
 
@@ -732,9 +732,9 @@ static bool parse_u64(const char *s, uint64_t *out)
 static void parse_args(int argc, char **argv, struct config *cfg)
 {
     uint64_t tasks = 0, workers = 0, v;
-    bool have_tasks = false, have_workers = false;
+    bool have_tasks = false, have_workers = false, have_capacity = false;
 
-    cfg->capacity = 10000;
+    cfg->capacity = 0;
     cfg->runs = 5;
     cfg->quick = false;
     cfg->out = "bench/results/seed.csv";
@@ -782,6 +782,7 @@ static void parse_args(int argc, char **argv, struct config *cfg)
             have_workers = true;
         } else {
             cfg->capacity = (size_t)v;
+            have_capacity = true;
         }
     }
 
@@ -794,6 +795,11 @@ static void parse_args(int argc, char **argv, struct config *cfg)
         exit(2);
     }
     cfg->workers = (unsigned)workers;
+    /* Five queued tasks per worker: 50 ms of work at the ideal rate, so
+     * the one feeding thread can fall behind a while without starving
+     * the workers, at 32 bytes a task. */
+    if (!have_capacity)
+        cfg->capacity = (size_t)cfg->workers * 5;
 }
 
 int main(int argc, char **argv)
