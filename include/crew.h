@@ -30,6 +30,14 @@
 extern "C" {
 #endif
 
+/* Marks the public functions: the only symbols the shared library
+ * exports (it is built with hidden visibility). */
+#if defined(__GNUC__) && !defined(CREW_STATIC_ONLY)
+#define CREW_API __attribute__((visibility("default")))
+#else
+#define CREW_API
+#endif
+
 #define CREW_VERSION_MAJOR 0
 #define CREW_VERSION_MINOR 1
 #define CREW_VERSION_PATCH 0
@@ -165,10 +173,10 @@ typedef struct crew_stats {
  * CREW_MAX_CAPACITY, a stack size outside 16 KiB..1 GiB), CREW_ENOMEM or
  * CREW_ETHREAD; on failure nothing is left allocated or running.
  */
-int crew_create(crew_t **pool, const crew_opts_t *opts);
+CREW_API int crew_create(crew_t **pool, const crew_opts_t *opts);
 
 /* crew_create() for those who prefer a pointer: NULL on any failure. */
-crew_t *crew_new(const crew_opts_t *opts);
+CREW_API crew_t *crew_new(const crew_opts_t *opts);
 
 /*
  * Submit a task that nobody will wait for individually; its outcome goes to
@@ -183,18 +191,18 @@ crew_t *crew_new(const crew_opts_t *opts);
  * submitters blocked when it was called), CREW_ENOMEM or CREW_ETHREAD (no
  * worker could be started for it).
  */
-int crew_submit(crew_t *pool, crew_fn fn, void *arg);
+CREW_API int crew_submit(crew_t *pool, crew_fn fn, void *arg);
 
 /* As crew_submit(), but never blocks: CREW_EAGAIN when the queue is full. */
-int crew_try_submit(crew_t *pool, crew_fn fn, void *arg);
+CREW_API int crew_try_submit(crew_t *pool, crew_fn fn, void *arg);
 
 /*
  * As crew_submit(), but waits at most `timeout_ns` nanoseconds for room
  * (0: do not wait): CREW_ETIMEDOUT when none came.  A negative timeout
  * waits forever.
  */
-int crew_submit_timeout(crew_t *pool, crew_fn fn, void *arg,
-                        int64_t timeout_ns);
+CREW_API int crew_submit_timeout(crew_t *pool, crew_fn fn, void *arg,
+                                 int64_t timeout_ns);
 
 /*
  * Submit a task and get a future for it in *task, which the caller owns and
@@ -202,8 +210,8 @@ int crew_submit_timeout(crew_t *pool, crew_fn fn, void *arg,
  * as crew_submit() does.  `opts` may be NULL.  Same errors as crew_submit();
  * on error *task is set to NULL.
  */
-int crew_spawn(crew_t *pool, crew_fn fn, void *arg,
-               const crew_task_opts_t *opts, crew_task_t **task);
+CREW_API int crew_spawn(crew_t *pool, crew_fn fn, void *arg,
+                        const crew_task_opts_t *opts, crew_task_t **task);
 
 /*
  * Wait for a future's task to finish and return its outcome: 0, the task's
@@ -213,20 +221,20 @@ int crew_spawn(crew_t *pool, crew_fn fn, void *arg,
  * the worker runs other queued tasks of that pool while it waits, so that
  * tasks waiting for tasks cannot starve the pool.  CREW_EINVAL for NULL.
  */
-int crew_task_wait(crew_task_t *task, void **result);
+CREW_API int crew_task_wait(crew_task_t *task, void **result);
 
 /*
  * As crew_task_wait(), but gives up after `timeout_ns` nanoseconds (0: do
  * not wait): CREW_ETIMEDOUT.  A negative timeout is CREW_EINVAL.
  */
-int crew_task_wait_timeout(crew_task_t *task, int64_t timeout_ns,
-                           void **result);
+CREW_API int crew_task_wait_timeout(crew_task_t *task, int64_t timeout_ns,
+                                    void **result);
 
 /* Never blocks: the outcome if finished, else CREW_EBUSY. */
-int crew_task_poll(crew_task_t *task, void **result);
+CREW_API int crew_task_poll(crew_task_t *task, void **result);
 
 /* What the task has come to now; CREW_EINVAL for NULL. */
-int crew_task_state(const crew_task_t *task);
+CREW_API int crew_task_state(const crew_task_t *task);
 
 /*
  * Cancel a task that has not started: it will never run, its future
@@ -235,7 +243,7 @@ int crew_task_state(const crew_task_t *task);
  * or finished already.  A running task is not interrupted; it sees the
  * request through crew_ctx_cancelled().
  */
-int crew_task_cancel(crew_task_t *task);
+CREW_API int crew_task_cancel(crew_task_t *task);
 
 /*
  * Give a future back.  Allowed at any time, before or after completion: an
@@ -243,7 +251,7 @@ int crew_task_cancel(crew_task_t *task);
  * to free_result.  The pointer must not be used afterwards.  NULL is a
  * no-op.
  */
-void crew_task_release(crew_task_t *task);
+CREW_API void crew_task_release(crew_task_t *task);
 
 /*
  * Block until every task accepted so far (and any accepted while waiting)
@@ -251,7 +259,7 @@ void crew_task_release(crew_task_t *task);
  * until the last one finishes.  The pool stays usable.  Returns 0,
  * CREW_EINVAL, or CREW_EDEADLK when called from a worker of the same pool.
  */
-int crew_wait(crew_t *pool);
+CREW_API int crew_wait(crew_t *pool);
 
 /*
  * Stop accepting tasks; blocked submitters return CREW_ESHUTDOWN.  With
@@ -263,7 +271,7 @@ int crew_wait(crew_t *pool);
  * harmless (it waits as the first call does).  Returns 0, CREW_EINVAL, or
  * CREW_EDEADLK from a worker of the same pool (nothing is done then).
  */
-int crew_shutdown(crew_t *pool, int how);
+CREW_API int crew_shutdown(crew_t *pool, int how);
 
 /*
  * Shut the pool down (gracefully, if crew_shutdown() was not called) and
@@ -273,7 +281,7 @@ int crew_shutdown(crew_t *pool, int how);
  * Returns 0, or CREW_EDEADLK from a worker of the same pool (nothing is
  * done then).  NULL is a no-op returning 0.
  */
-int crew_free(crew_t *pool);
+CREW_API int crew_free(crew_t *pool);
 
 /*
  * Change the worker bounds at run time.  Growing starts workers at once for
@@ -286,7 +294,8 @@ int crew_free(crew_t *pool);
  * CREW_ESHUTDOWN, or CREW_ETHREAD if a worker needed for the new minimum
  * could not start (the bounds are changed all the same).
  */
-int crew_resize(crew_t *pool, unsigned min_workers, unsigned max_workers);
+CREW_API int crew_resize(crew_t *pool, unsigned min_workers,
+                         unsigned max_workers);
 
 /*
  * Fill *stats with a consistent snapshot of the counters.  Each field is
@@ -294,13 +303,13 @@ int crew_resize(crew_t *pool, unsigned min_workers, unsigned max_workers);
  * moment submitted == completed + failed + cancelled.  Does nothing if
  * either pointer is NULL.
  */
-void crew_stats(crew_t *pool, crew_stats_t *stats);
+CREW_API void crew_stats(crew_t *pool, crew_stats_t *stats);
 
 /* Inside a task: the pool running it. */
-crew_t *crew_ctx_pool(const crew_ctx_t *ctx);
+CREW_API crew_t *crew_ctx_pool(const crew_ctx_t *ctx);
 
 /* Inside a task: the id of the worker running it (0, 1, ...). */
-unsigned crew_ctx_worker_id(const crew_ctx_t *ctx);
+CREW_API unsigned crew_ctx_worker_id(const crew_ctx_t *ctx);
 
 /*
  * Inside a task: true once the task has been asked to stop, through
@@ -308,10 +317,10 @@ unsigned crew_ctx_worker_id(const crew_ctx_t *ctx);
  * long should check it and return early (with CREW_ECANCELED, say): C has
  * no safe way to stop a thread from outside.
  */
-bool crew_ctx_cancelled(const crew_ctx_t *ctx);
+CREW_API bool crew_ctx_cancelled(const crew_ctx_t *ctx);
 
 /* A static string naming a CREW_E* code (or "unknown error"). */
-const char *crew_strerror(int err);
+CREW_API const char *crew_strerror(int err);
 
 #ifdef __cplusplus
 }
