@@ -122,7 +122,30 @@ typedef struct crew_opts {
     void (*free_result)(void *result); /* optional: frees a result nobody
                                  will collect (future released first) */
     void *user;               /* passed to every hook and callback */
+    int64_t task_timeout_ns;  /* default per-attempt timeout of tasks
+                                 spawned with options (see crew_task_opts);
+                                 0: none */
+    unsigned max_overtime;    /* workers stuck in timed-out tasks that may
+                                 be replaced; default max_workers */
 } crew_opts_t;
+
+/* How long a retried task waits before its next attempt. */
+enum crew_backoff_kind {
+    CREW_BACKOFF_NONE = 0,    /* retry at once */
+    CREW_BACKOFF_FIXED,       /* base_ns every time */
+    CREW_BACKOFF_EXPONENTIAL  /* base_ns, 2 x base_ns, 4 x ..., up to cap */
+};
+
+typedef struct crew_backoff {
+    int kind;                 /* enum crew_backoff_kind */
+    int64_t base_ns;
+    int64_t cap_ns;           /* exponential only; 0: no cap */
+    unsigned jitter_pct;      /* each wait is shortened by a random 0 to
+                                 jitter_pct percent (0..100) */
+} crew_backoff_t;
+
+/* Decides whether an attempt that ended with `err` is retried. */
+typedef bool (*crew_retry_fn)(int err, void *user);
 
 /* Per-task options for crew_spawn().  Zero means "as the pool says". */
 typedef struct crew_task_opts {
@@ -131,6 +154,16 @@ typedef struct crew_task_opts {
     void (*free_result)(void *result); /* replaces the pool's */
     void *user;               /* passed to this task's own callbacks (the
                                  pool's callbacks still get the pool's) */
+    /* Policies.  A task that uses any of them is scheduled through the
+     * pool's timer (see "Policies" in README.md). */
+    int64_t delay_ns;         /* start no sooner than this after submit */
+    int64_t timeout_ns;       /* per attempt, counted from when the attempt
+                                 is queued; 0: the pool's task_timeout_ns;
+                                 negative: none */
+    unsigned retries;         /* extra attempts after a failure or timeout
+                                 (never after cancellation) */
+    crew_backoff_t backoff;   /* wait before each retry */
+    crew_retry_fn retry_if;   /* optional: retry only when it says so */
 } crew_task_opts_t;
 
 /* How crew_shutdown() treats tasks that have not started. */
@@ -156,6 +189,9 @@ typedef struct crew_stats {
     uint64_t cancelled;       /* accepted but never ran */
     uint64_t rejected;        /* submits refused: full, timed out, shut
                                  down, out of memory or threads */
+    uint64_t retries;         /* attempts after the first */
+    uint64_t timed_out;       /* attempts whose deadline passed */
+    unsigned overtime_workers; /* stuck in a timed-out task */
     uint64_t queued;          /* accepted, waiting to start */
     uint64_t running;         /* running now */
     unsigned workers;         /* live worker threads */
@@ -205,10 +241,24 @@ CREW_API int crew_submit_timeout(crew_t *pool, crew_fn fn, void *arg,
                                  int64_t timeout_ns);
 
 /*
- * Submit a task and get a future for it in *task, which the caller owns and
- * must give back with crew_task_release().  Blocks when the queue is full,
- * as crew_submit() does.  `opts` may be NULL.  Same errors as crew_submit();
- * on error *task is set to NULL.
+ * Submit a task with options, and get a future for it in *task, which the
+ * caller owns and must give back with crew_task_release(); `task` may be
+ * NULL when no future is wanted.  `opts` may be NULL.  Blocks when the
+ * queue is full, as crew_submit() does (a delayed task or a retry enters
+ * the queue when due without waiting for room).  Same errors as
+ * crew_submit(), and CREW_EINVAL for a negative delay, a backoff kind out
+ * of range or jitter above 100; on error *task is set to NULL.
+ *
+ * Timeouts: when an attempt's deadline passes while it is queued, it never
+ * starts; while it runs, its future and error callback report
+ * CREW_ETIMEDOUT at the deadline (on the pool's timer thread), the task
+ * sees crew_ctx_timed_out() turn true, its result when it returns late goes
+ * to free_result, and its worker stops counting against max_workers (up to
+ * max_overtime such workers), so a replacement may start.  C cannot stop a
+ * thread: the task has to notice and return.  With retries, an attempt
+ * that fails (or times out) is tried again after the backoff, unless
+ * retry_if says no or the task was cancelled; callbacks and the future see
+ * only the final outcome.
  */
 CREW_API int crew_spawn(crew_t *pool, crew_fn fn, void *arg,
                         const crew_task_opts_t *opts, crew_task_t **task);
@@ -318,6 +368,18 @@ CREW_API unsigned crew_ctx_worker_id(const crew_ctx_t *ctx);
  * no safe way to stop a thread from outside.
  */
 CREW_API bool crew_ctx_cancelled(const crew_ctx_t *ctx);
+
+/* Inside a task: which attempt this is (1 for the first). */
+CREW_API unsigned crew_ctx_attempt(const crew_ctx_t *ctx);
+
+/*
+ * Inside a task: the deadline of this attempt on CLOCK_MONOTONIC, in
+ * nanoseconds, or 0 if it has none.
+ */
+CREW_API int64_t crew_ctx_deadline(const crew_ctx_t *ctx);
+
+/* Inside a task: true once this attempt's deadline has passed. */
+CREW_API bool crew_ctx_timed_out(const crew_ctx_t *ctx);
 
 /* A static string naming a CREW_E* code (or "unknown error"). */
 CREW_API const char *crew_strerror(int err);

@@ -49,6 +49,14 @@ enum {
 };
 
 #define CREW__F_FUTURE 1u      /* record is a whole struct crew_task */
+#define CREW__F_POLICY 2u      /* ... scheduled through the timer
+                                  (policy.c); it is never queued itself,
+                                  each attempt queues a proxy record */
+#define CREW__F_PROXY 4u       /* a proxy: arg is the task, state the
+                                  attempt number */
+
+/* What `waiting` holds: how a queued record is counted. */
+enum { CREW__UNCOUNTED = 0, CREW__COUNTED = 1, CREW__HOLDS_SLOT = 2 };
 
 /*
  * One record per submitted task: what the queue and a worker need.  Plain
@@ -61,7 +69,9 @@ struct crew__rec {
     void *arg;
     _Atomic int state;
     unsigned char flags;
-    _Atomic bool waiting;      /* still counted in queued and reserved */
+    _Atomic unsigned char waiting; /* CREW__COUNTED: still counted in
+                                  queued; CREW__HOLDS_SLOT: and holds a
+                                  queue slot */
 };
 
 /* A future: a record plus what its caller and waiters need. */
@@ -81,7 +91,33 @@ struct crew_task {
     pthread_mutex_t mu;        /* leaf lock: guards the fields above it */
     pthread_cond_t cv;
     unsigned waiters;
+
+    /* --- policies (rec.flags & CREW__F_POLICY; policy.c) --- */
+    _Atomic uint64_t phase;    /* attempt << 8 | CREW__PH_* */
+    struct crew__worker *_Atomic runner; /* worker of the running attempt */
+    _Atomic int64_t deadline;  /* of the current attempt; 0: none */
+    int64_t timeout_ns;        /* per attempt; 0: none */
+    unsigned retries_left;     /* changed only by the phase CAS winner */
+    crew_backoff_t backoff;
+    crew_retry_fn retry_if;
+    int64_t delay_ns;
+    /* Timer entry, under pool->tlock. */
+    int64_t when;
+    uint64_t tseq;
+    size_t heap_idx;           /* CREW__NO_TIMER when not in the heap */
+    unsigned tattempt;
+    unsigned char tkind;       /* CREW__T_START or CREW__T_EXPIRE */
 };
+
+/* A policy task's phase; see policy.c. */
+enum {
+    CREW__PH_WAIT = 1,         /* in the timer: delay or backoff */
+    CREW__PH_QUEUED,           /* its proxy is queued */
+    CREW__PH_RUNNING,
+    CREW__PH_FINAL             /* reported */
+};
+enum { CREW__T_START = 1, CREW__T_EXPIRE };
+#define CREW__NO_TIMER ((size_t)-1)
 
 static inline bool crew__is_future(const struct crew__rec *r)
 {
@@ -116,6 +152,12 @@ struct crew__worker {
     pthread_t tid;
     unsigned id;
     bool exited;               /* under pool->lock: thread is leaving */
+    bool overtime;             /* under pool->lock: stuck in a timed-out
+                                  task, not counted in live */
+    struct crew_task *current; /* under pool->lock: the attempt with a
+                                  deadline it is running, if any */
+    bool detached;             /* under pool->lock: left behind by
+                                  shutdown; frees itself */
     struct crew__worker *next; /* pool->workers list, under pool->lock */
 };
 
@@ -124,6 +166,8 @@ struct crew_ctx {
     crew_t *pool;
     struct crew__rec *task;
     unsigned worker_id;
+    unsigned attempt;
+    int64_t deadline;
 };
 
 /* --- The pool -------------------------------------------------------- */
@@ -157,6 +201,8 @@ struct crew {
     _Atomic unsigned wait_waiters;  /* crew_wait()/shutdown callers */
 
     /* Statistics: relaxed, reporting only. */
+    _Atomic uint64_t n_retries;
+    _Atomic uint64_t n_timed_out;
     _Alignas(CREW__CACHELINE) _Atomic uint64_t n_submitted;
     _Atomic uint64_t n_rejected;
     _Alignas(CREW__CACHELINE) _Atomic uint64_t n_completed;
@@ -179,6 +225,19 @@ struct crew {
     unsigned next_id;
     unsigned joiners;          /* threads inside crew_shutdown() */
     unsigned exited;           /* workers on the list waiting for a join */
+    unsigned overtime;         /* workers stuck in timed-out tasks */
+    _Atomic unsigned refs;     /* the user's, and one per detached worker */
+
+    /* The timer (policy.c): delayed tasks, backoffs, deadlines. */
+    pthread_mutex_t tlock;     /* guards the fields below; a leaf except
+                                  that pool->lock may be taken under it */
+    pthread_cond_t tcv;
+    struct crew_task **heap;   /* min-heap on (when, tseq) */
+    size_t heap_len, heap_cap;
+    uint64_t tseq;
+    uint64_t rng;              /* backoff jitter */
+    bool timer_started, timer_stop;
+    pthread_t timer_tid;
     struct crew__worker *workers; /* every thread not yet joined */
 };
 
@@ -234,7 +293,29 @@ void crew__dispose(crew_t *pool, struct crew__rec *t);
 void crew__finish_one(crew_t *pool);
 bool crew__cancel_record(crew_t *pool, struct crew__rec *t);
 
+/* policy.c */
+bool crew__uses_policy(const crew_t *pool, const crew_task_opts_t *opts);
+int crew__policy_check(const crew_task_opts_t *opts);
+int crew__timer_ensure(crew_t *pool);
+void crew__policy_init(struct crew_task *f, const crew_t *pool,
+                       const crew_task_opts_t *opts);
+int crew__policy_start(crew_t *pool, struct crew_task *f, bool holds_slot,
+                       bool inline_run);
+void crew__run_proxy(crew_t *pool, struct crew__rec *proxy,
+                     unsigned worker_id);
+int crew__policy_cancel(struct crew_task *f);
+void crew__timer_cancel_all(crew_t *pool);
+void crew__timer_stop(crew_t *pool);
+int64_t crew__now_ns(void);
+
+/* task.c */
+void crew__report(crew_t *pool, struct crew__rec *t, int err, void *result);
+void crew__future_unref(struct crew_task *f);
+int crew__enqueue(crew_t *pool, struct crew__rec *t, unsigned char count);
+void crew__finish_one_locked(crew_t *pool);
+
 /* pool.c */
+void crew__pool_unref(crew_t *pool);
 void crew__deadline(struct timespec *ts, int64_t ns);
 void crew__slot_freed(crew_t *pool);
 

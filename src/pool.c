@@ -60,6 +60,12 @@ static int check_opts(crew_opts_t *o)
         return CREW_EINVAL;
     if (o->idle_timeout_ns == 0)
         o->idle_timeout_ns = DEFAULT_IDLE_NS;
+    if (o->task_timeout_ns < 0)
+        return CREW_EINVAL;
+    if (o->max_overtime == 0)
+        o->max_overtime = o->max_workers;
+    if (o->max_overtime > CREW_MAX_WORKERS)
+        return CREW_EINVAL;
     return 0;
 }
 
@@ -80,6 +86,8 @@ int crew__cond_init(pthread_cond_t *cv)
 
 static void destroy_sync(crew_t *pool)
 {
+    pthread_cond_destroy(&pool->tcv);
+    pthread_mutex_destroy(&pool->tlock);
     pthread_cond_destroy(&pool->done_cv);
     pthread_cond_destroy(&pool->space_cv);
     pthread_cond_destroy(&pool->work_cv);
@@ -97,8 +105,16 @@ static int init_sync(crew_t *pool)
         goto no_space;
     if (crew__cond_init(&pool->done_cv) != 0)
         goto no_done;
+    if (pthread_mutex_init(&pool->tlock, NULL) != 0)
+        goto no_tlock;
+    if (crew__cond_init(&pool->tcv) != 0)
+        goto no_tcv;
     return 0;
 
+no_tcv:
+    pthread_mutex_destroy(&pool->tlock);
+no_tlock:
+    pthread_cond_destroy(&pool->done_cv);
 no_done:
     pthread_cond_destroy(&pool->space_cv);
 no_space:
@@ -135,6 +151,31 @@ static void join_all_locked(crew_t *pool)
         pthread_cond_wait(&pool->done_cv, &pool->lock);
 }
 
+/*
+ * Workers still stuck in timed-out tasks cannot be waited for: C cannot
+ * stop them.  Leave them behind, detached; each holds a reference to the
+ * pool, so the pool's memory lives until the last of them returns.
+ */
+static void detach_overtime_locked(crew_t *pool)
+{
+    struct crew__worker **pp = &pool->workers;
+
+    while (*pp != NULL) {
+        struct crew__worker *w = *pp;
+
+        if (w->overtime && !w->exited) {
+            *pp = w->next;
+            w->detached = true;
+            /* Relaxed: the count is read by the last decrement, which is
+             * acq_rel. */
+            atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
+            pthread_detach(w->tid);
+        } else {
+            pp = &w->next;
+        }
+    }
+}
+
 /* Pop every queued record and cancel it (shutdown NOW). */
 static void cancel_queued(crew_t *pool)
 {
@@ -160,8 +201,10 @@ static int stop(crew_t *pool, int how)
     pthread_cond_broadcast(&pool->work_cv);
     pthread_mutex_unlock(&pool->lock);
 
-    if (how == CREW_SHUTDOWN_NOW)
+    if (how == CREW_SHUTDOWN_NOW) {
+        crew__timer_cancel_all(pool);
         cancel_queued(pool);
+    }
 
     pthread_mutex_lock(&pool->lock);
     atomic_fetch_add_explicit(&pool->wait_waiters, 1, memory_order_seq_cst);
@@ -171,8 +214,13 @@ static int stop(crew_t *pool, int how)
     atomic_fetch_sub_explicit(&pool->wait_waiters, 1, memory_order_relaxed);
     atomic_store_explicit(&pool->state, CREW__STOPPED, memory_order_seq_cst);
     pthread_cond_broadcast(&pool->work_cv);
+    pthread_mutex_unlock(&pool->lock);
+    /* Nothing is outstanding, so the timer holds no entry that matters. */
+    crew__timer_stop(pool);
+    pthread_mutex_lock(&pool->lock);
     while (atomic_load_explicit(&pool->live, memory_order_relaxed) > 0)
         pthread_cond_wait(&pool->done_cv, &pool->lock);
+    detach_overtime_locked(pool);
     join_all_locked(pool);
     pthread_mutex_unlock(&pool->lock);
     return 0;
@@ -216,6 +264,8 @@ int crew_create(crew_t **out, const crew_opts_t *opts)
     atomic_init(&pool->max_target, o.max_workers);
     atomic_init(&pool->space_waiters, 0);
     atomic_init(&pool->wait_waiters, 0);
+    atomic_init(&pool->refs, 1);
+    pool->rng = (uint64_t)(uintptr_t)pool ^ 0x9e3779b97f4a7c15ull;
     pool->min_workers = o.min_workers;
     pool->max_shown = o.max_workers;
 
@@ -285,9 +335,19 @@ int crew_free(crew_t *pool)
         if (rc == CREW__POP_OK)
             crew__dispose(pool, t);
     }
+    crew__pool_unref(pool);
+    return 0;
+}
+
+/* Drop a reference; the last one frees the pool. */
+void crew__pool_unref(crew_t *pool)
+{
+    /* acq_rel: the last owner sees every other owner's writes. */
+    if (atomic_fetch_sub_explicit(&pool->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    free(pool->heap);
     destroy_sync(pool);
     free(pool);
-    return 0;
 }
 
 int crew_resize(crew_t *pool, unsigned min_workers, unsigned max_workers)
@@ -356,6 +416,11 @@ void crew_stats(crew_t *pool, crew_stats_t *st)
                                          memory_order_relaxed);
     st->rejected = atomic_load_explicit(&pool->n_rejected,
                                         memory_order_relaxed);
+    st->retries = atomic_load_explicit(&pool->n_retries,
+                                       memory_order_relaxed);
+    st->timed_out = atomic_load_explicit(&pool->n_timed_out,
+                                         memory_order_relaxed);
+    st->overtime_workers = pool->overtime;
     st->queued = atomic_load_explicit(&pool->queued, memory_order_relaxed);
     st->running = atomic_load_explicit(&pool->n_running,
                                        memory_order_relaxed);

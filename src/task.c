@@ -145,6 +145,23 @@ void crew__finish_one(crew_t *pool)
     }
 }
 
+/*
+ * crew__finish_one for threads that are not workers (a canceller, the
+ * timer): crew_shutdown() does not join them, so the count drops under
+ * pool->lock, where crew_shutdown() reads it, and the pool outlives our
+ * last touch of it.
+ */
+void crew__finish_one_locked(crew_t *pool)
+{
+    pthread_mutex_lock(&pool->lock);
+    if (atomic_fetch_sub_explicit(&pool->outstanding, 1,
+                                  memory_order_seq_cst) == 1) {
+        pthread_cond_broadcast(&pool->done_cv);
+        pthread_cond_broadcast(&pool->work_cv);
+    }
+    pthread_mutex_unlock(&pool->lock);
+}
+
 static void future_free(struct crew_task *f)
 {
     if (f->result != NULL && !f->result_taken && f->free_result != NULL)
@@ -154,7 +171,7 @@ static void future_free(struct crew_task *f)
     free(f);
 }
 
-static void future_unref(struct crew_task *f)
+void crew__future_unref(struct crew_task *f)
 {
     /* acq_rel: the last owner must see every write the others made to the
      * record before it frees it. */
@@ -166,10 +183,13 @@ static void future_unref(struct crew_task *f)
 void crew__dispose(crew_t *pool, struct crew__rec *t)
 {
     (void)pool;
-    if (crew__is_future(t))
-        future_unref(crew__future(t));
-    else
+    if (crew__is_future(t)) {
+        crew__future_unref(crew__future(t));
+    } else {
+        if (t->flags & CREW__F_PROXY)
+            crew__future_unref(t->arg);     /* left over at crew_free */
         free(t);
+    }
 }
 
 /*
@@ -177,7 +197,7 @@ void crew__dispose(crew_t *pool, struct crew__rec *t)
  * woken by either sees the callbacks done.  For a plain task nobody can
  * collect the result, so after the callbacks it goes to free_result.
  */
-static void report(crew_t *pool, struct crew__rec *t, int err, void *result)
+void crew__report(crew_t *pool, struct crew__rec *t, int err, void *result)
 {
     struct crew_task *f;
     crew_result_cb on_result = pool->opts.on_result;
@@ -242,17 +262,22 @@ bool crew__cancel_record(crew_t *pool, struct crew__rec *t)
         return false;
     crew__unqueue(pool, t);
     atomic_fetch_add_explicit(&pool->n_cancelled, 1, memory_order_relaxed);
-    report(pool, t, CREW_ECANCELED, NULL);
+    crew__report(pool, t, CREW_ECANCELED, NULL);
     return true;
 }
 
 void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id)
 {
-    struct crew_ctx ctx = { pool, t, worker_id };
+    struct crew_ctx ctx = { pool, t, worker_id, 1, 0 };
     int expect = CREW__QUEUED;
     void *result = NULL;
     int err;
 
+    if (t->flags & CREW__F_PROXY) {
+        crew__run_proxy(pool, t, worker_id);
+        free(t);
+        return;
+    }
     if (atomic_load_explicit(&pool->state, memory_order_relaxed) ==
         CREW__CANCELLING) {
         bool won = crew__cancel_record(pool, t);
@@ -275,17 +300,18 @@ void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id)
     atomic_fetch_sub_explicit(&pool->n_running, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(err == 0 ? &pool->n_completed : &pool->n_failed,
                               1, memory_order_relaxed);
-    report(pool, t, err, result);
+    crew__report(pool, t, err, result);
     crew__dispose(pool, t);
     crew__finish_one(pool);
 }
 
 static struct crew__rec *new_record(crew_t *pool, crew_fn fn, void *arg,
-                                   const crew_task_opts_t *opts, bool future)
+                                   const crew_task_opts_t *opts, bool future,
+                                   bool policy)
 {
     struct crew__rec *t;
 
-    if (!future) {
+    if (!future && !policy) {
         t = crew__malloc(sizeof(*t));
         if (t == NULL)
             return NULL;
@@ -305,7 +331,9 @@ static struct crew__rec *new_record(crew_t *pool, crew_fn fn, void *arg,
             return NULL;
         }
         f->pool = pool;
-        atomic_init(&f->refs, 2);
+        /* The caller's reference (if it wants the future) and the pool's,
+         * which it drops once the task has been reported. */
+        atomic_init(&f->refs, future ? 2 : 1);
         atomic_init(&f->cancel_requested, false);
         f->free_result = pool->opts.free_result;
         if (opts != NULL) {
@@ -317,12 +345,41 @@ static struct crew__rec *new_record(crew_t *pool, crew_fn fn, void *arg,
         }
         t = &f->rec;
         t->flags = CREW__F_FUTURE;
+        if (policy) {
+            t->flags |= CREW__F_POLICY;
+            crew__policy_init(f, pool, opts);
+        }
     }
     t->fn = fn;
     t->arg = arg;
     atomic_init(&t->state, CREW__QUEUED);
-    atomic_init(&t->waiting, false);
+    atomic_init(&t->waiting, CREW__UNCOUNTED);
     return t;
+}
+
+/*
+ * Push a record and make sure a worker will take it: wake a sleeper or
+ * start a worker if needed.  `count` says how the record is counted (see
+ * crew__unqueue).  Returns CREW_ETHREAD when no worker is alive and none
+ * could start; the record is queued all the same.
+ */
+int crew__enqueue(crew_t *pool, struct crew__rec *t, unsigned char count)
+{
+    /* Relaxed: published to the popper by the push's release. */
+    atomic_store_explicit(&t->waiting, count, memory_order_relaxed);
+    crew__queue_push(&pool->q, t);
+    /* seq_cst: the store half of the submitter's side of the wake-up
+     * hand-off (worker.c). */
+    atomic_fetch_add_explicit(&pool->queued, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&pool->idle_avail, memory_order_seq_cst) == 0) {
+        if (atomic_load_explicit(&pool->live, memory_order_relaxed) >=
+            atomic_load_explicit(&pool->max_target, memory_order_relaxed))
+            return 0;           /* every worker busy and none to add */
+    } else if (atomic_load_explicit(&pool->waking,
+                                    memory_order_seq_cst) != 0) {
+        return 0;               /* the worker being woken passes it on */
+    }
+    return crew__wake_for_work(pool);
 }
 
 /*
@@ -333,7 +390,7 @@ static int submit(crew_t *pool, crew_fn fn, void *arg,
                   const crew_task_opts_t *opts, crew_task_t **out,
                   int64_t timeout_ns, int full_rc)
 {
-    bool bounded, inline_run = false;
+    bool bounded, inline_run = false, policy;
     struct crew__rec *t;
     int rc;
 
@@ -341,6 +398,15 @@ static int submit(crew_t *pool, crew_fn fn, void *arg,
         *out = NULL;
     if (pool == NULL || fn == NULL)
         return CREW_EINVAL;
+    policy = crew__uses_policy(pool, opts);
+    if (policy) {
+        rc = crew__policy_check(opts);
+        if (rc != 0)
+            return rc;
+        rc = crew__timer_ensure(pool);
+        if (rc != 0)
+            goto rejected;
+    }
     bounded = pool->opts.queue_capacity != 0;
     if (atomic_load_explicit(&pool->state, memory_order_relaxed) !=
         CREW__RUNNING_STATE) {
@@ -361,7 +427,7 @@ static int submit(crew_t *pool, crew_fn fn, void *arg,
         rc = CREW_ESHUTDOWN;
         goto back_out;
     }
-    t = new_record(pool, fn, arg, opts, out != NULL);
+    t = new_record(pool, fn, arg, opts, out != NULL, policy);
     if (t == NULL) {
         rc = CREW_ENOMEM;
         goto back_out;
@@ -369,25 +435,28 @@ static int submit(crew_t *pool, crew_fn fn, void *arg,
     atomic_fetch_add_explicit(&pool->n_submitted, 1, memory_order_relaxed);
     if (out != NULL)
         *out = crew__future(t);
+    if (policy) {
+        rc = crew__policy_start(pool, crew__future(t), bounded, inline_run);
+        if (rc == 0)
+            return 0;
+        /* Withdrawn (no worker could start): policy_start undid it. */
+        atomic_fetch_sub_explicit(&pool->n_submitted, 1,
+                                  memory_order_relaxed);
+        if (out != NULL) {
+            *out = NULL;
+            crew__future_unref(crew__future(t));
+        }
+        crew__future_unref(crew__future(t)); /* the pool's reference */
+        atomic_fetch_add_explicit(&pool->n_rejected, 1,
+                                  memory_order_relaxed);
+        crew__finish_one(pool);
+        return rc;
+    }
     if (inline_run) {
         crew__run(pool, t, crew__self->id);
         return 0;
     }
-    /* Relaxed: published to the popper by the push's release. */
-    atomic_store_explicit(&t->waiting, true, memory_order_relaxed);
-    crew__queue_push(&pool->q, t);
-    /* seq_cst: the store half of the submitter's side of the wake-up
-     * hand-off (worker.c). */
-    atomic_fetch_add_explicit(&pool->queued, 1, memory_order_seq_cst);
-    if (atomic_load_explicit(&pool->idle_avail, memory_order_seq_cst) == 0) {
-        if (atomic_load_explicit(&pool->live, memory_order_relaxed) >=
-            atomic_load_explicit(&pool->max_target, memory_order_relaxed))
-            return 0;           /* every worker busy and none to add */
-    } else if (atomic_load_explicit(&pool->waking,
-                                    memory_order_seq_cst) != 0) {
-        return 0;               /* the worker being woken passes it on */
-    }
-    rc = crew__wake_for_work(pool);
+    rc = crew__enqueue(pool, t, bounded ? CREW__HOLDS_SLOT : CREW__COUNTED);
     if (rc == 0)
         return 0;
     /* No worker at all, and none could start: take the task back if no
@@ -405,7 +474,7 @@ static int submit(crew_t *pool, crew_fn fn, void *arg,
     atomic_fetch_sub_explicit(&pool->n_submitted, 1, memory_order_relaxed);
     if (out != NULL) {
         *out = NULL;
-        future_unref(crew__future(t)); /* the caller's reference */
+        crew__future_unref(crew__future(t)); /* the caller's reference */
     }
     atomic_fetch_add_explicit(&pool->n_rejected, 1, memory_order_relaxed);
     crew__finish_one(pool);
@@ -439,8 +508,6 @@ int crew_submit_timeout(crew_t *pool, crew_fn fn, void *arg,
 int crew_spawn(crew_t *pool, crew_fn fn, void *arg,
                const crew_task_opts_t *opts, crew_task_t **task)
 {
-    if (task == NULL)
-        return CREW_EINVAL;
     return submit(pool, fn, arg, opts, task, -1, CREW_EAGAIN);
 }
 
@@ -571,20 +638,11 @@ int crew_task_cancel(crew_task_t *task)
     /* The pool is alive: the task is accepted and unfinished, so
      * crew_shutdown() is still waiting for it. */
     pool = task->pool;
+    if (task->rec.flags & CREW__F_POLICY)
+        return crew__policy_cancel(task);
     if (!crew__cancel_record(pool, &task->rec))
         return CREW_EBUSY;
-    /*
-     * This thread is not a worker, so crew_shutdown() does not join it:
-     * count the task finished under pool->lock, where crew_shutdown()
-     * reads the count, so the pool outlives our last touch of it.
-     */
-    pthread_mutex_lock(&pool->lock);
-    if (atomic_fetch_sub_explicit(&pool->outstanding, 1,
-                                  memory_order_seq_cst) == 1) {
-        pthread_cond_broadcast(&pool->done_cv);
-        pthread_cond_broadcast(&pool->work_cv);
-    }
-    pthread_mutex_unlock(&pool->lock);
+    crew__finish_one_locked(pool);
     return 0;
 }
 
@@ -592,7 +650,7 @@ void crew_task_release(crew_task_t *task)
 {
     if (task == NULL || !crew__is_future(&task->rec))
         return;
-    future_unref(task);
+    crew__future_unref(task);
 }
 
 /* --- What a running task can ask -------------------------------------- */
@@ -605,6 +663,23 @@ crew_t *crew_ctx_pool(const crew_ctx_t *ctx)
 unsigned crew_ctx_worker_id(const crew_ctx_t *ctx)
 {
     return ctx != NULL ? ctx->worker_id : 0;
+}
+
+unsigned crew_ctx_attempt(const crew_ctx_t *ctx)
+{
+    return ctx != NULL ? ctx->attempt : 0;
+}
+
+int64_t crew_ctx_deadline(const crew_ctx_t *ctx)
+{
+    return ctx != NULL ? ctx->deadline : 0;
+}
+
+bool crew_ctx_timed_out(const crew_ctx_t *ctx)
+{
+    if (ctx == NULL || ctx->deadline == 0)
+        return false;
+    return crew__now_ns() >= ctx->deadline;
 }
 
 bool crew_ctx_cancelled(const crew_ctx_t *ctx)

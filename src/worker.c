@@ -97,12 +97,15 @@ void crew__unqueue(crew_t *pool, struct crew__rec *t)
 {
     /* Relaxed: the exchange only has to pick one winner; the record's
      * fields are ordered by the queue links and the state CAS. */
-    if (!atomic_exchange_explicit(&t->waiting, false, memory_order_relaxed))
+    unsigned char was = atomic_exchange_explicit(&t->waiting, CREW__UNCOUNTED,
+                                                 memory_order_relaxed);
+
+    if (was == CREW__UNCOUNTED)
         return;
     /* Relaxed: only the increments take part in the hand-off; a stale
      * high count costs a sleeper one empty pop, never a lost task. */
     atomic_fetch_sub_explicit(&pool->queued, 1, memory_order_relaxed);
-    if (pool->opts.queue_capacity != 0)
+    if (was == CREW__HOLDS_SLOT)
         crew__slot_freed(pool);
 }
 
@@ -233,6 +236,10 @@ static void *worker_main(void *p)
     if (pool->opts.on_thread_start)
         pool->opts.on_thread_start(pool, w->id, pool->opts.user);
     for (;;) {
+        /* Under the lock, it was set: stuck in a timed-out task, this
+         * worker was replaced and no room was left when it came back. */
+        if (w->overtime)
+            break;
         /* Relaxed peek; idle() re-checks under the lock before retiring. */
         if (atomic_load_explicit(&pool->live, memory_order_relaxed) <=
                 atomic_load_explicit(&pool->max_target,
@@ -246,6 +253,16 @@ static void *worker_main(void *p)
         pool->opts.on_thread_stop(pool, w->id, pool->opts.user);
     crew__self = NULL;
     pthread_mutex_lock(&pool->lock);
+    if (w->overtime)
+        pool->overtime--;
+    if (w->detached) {
+        /* Left behind by a shutdown that could not wait for us: nobody
+         * joins us, and we may be the last user of the pool. */
+        pthread_mutex_unlock(&pool->lock);
+        free(w);
+        crew__pool_unref(pool);
+        return NULL;
+    }
     w->exited = true;           /* the last touch: now it may be joined */
     pool->exited++;
     pthread_cond_broadcast(&pool->done_cv);

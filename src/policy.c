@@ -1,0 +1,702 @@
+/*
+ * policy.c - task policies that need a clock: delayed starts, per-attempt
+ * timeouts, and retries with backoff, all driven by one timer thread per
+ * pool (started on first use).
+ *
+ * A task with a policy is a struct crew_task that is never queued itself.
+ * Each attempt queues a small proxy record (flags CREW__F_PROXY, arg the
+ * task, state the attempt number), so a stale proxy of an attempt that
+ * timed out while queued can sit in the queue while the next attempt is
+ * already waiting out its backoff; when popped, it is simply dropped.
+ *
+ * The task's `phase` (attempt << 8 | CREW__PH_*) moves only by
+ * compare-and-swap, and whoever wins a move does what it implies:
+ *
+ *   (k, WAIT)    --timer, due-->          (k, QUEUED)   proxy k queued
+ *   (k, QUEUED)  --worker pops proxy k--> (k, RUNNING)
+ *   (k, RUNNING) --fn returns-->          (k+1, WAIT) retry | (k, FINAL)
+ *   (k, QUEUED | RUNNING) --deadline-->   (k+1, WAIT) retry | (k, FINAL)
+ *   (k, WAIT | QUEUED) --cancel-->        (k, FINAL)
+ *
+ * So an attempt ends exactly once: by returning, or by its deadline, never
+ * both; and the task is reported exactly once, by whoever moves it to
+ * FINAL.  An attempt whose deadline won returns "late": its result goes to
+ * free_result, and its worker has meanwhile stopped counting against
+ * max_workers (it is "overtime") so that a replacement could start.
+ *
+ * References to a policy task: the caller's future (if any), the pool's
+ * (dropped when the task is reported), one per queued proxy (taken over
+ * by the attempt that runs it), and one per timer entry.
+ *
+ * Locks: pool->tlock guards the timer heap and is never held while calling
+ * out; pool->lock may be taken under it (to wake the timer thread is the
+ * other way round: tlock alone).  The timer thread runs callbacks of tasks
+ * reported at their deadline, with no lock held.
+ */
+#include "crew_internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+
+#define PH_BITS 8
+#define PH(p) ((unsigned)((p) & 0xff))
+#define ATTEMPT(p) ((unsigned)((p) >> PH_BITS))
+#define PHASE(k, ph) (((uint64_t)(k) << PH_BITS) | (uint64_t)(ph))
+
+int64_t crew__now_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+bool crew__uses_policy(const crew_t *pool, const crew_task_opts_t *opts)
+{
+    if (pool->opts.task_timeout_ns > 0 &&
+        (opts == NULL || opts->timeout_ns >= 0))
+        return true;
+    return opts != NULL && (opts->delay_ns != 0 || opts->timeout_ns > 0 ||
+                            opts->retries != 0);
+}
+
+int crew__policy_check(const crew_task_opts_t *opts)
+{
+    if (opts == NULL)
+        return 0;
+    if (opts->delay_ns < 0 || opts->backoff.kind < CREW_BACKOFF_NONE ||
+        opts->backoff.kind > CREW_BACKOFF_EXPONENTIAL ||
+        opts->backoff.base_ns < 0 || opts->backoff.cap_ns < 0 ||
+        opts->backoff.jitter_pct > 100)
+        return CREW_EINVAL;
+    return 0;
+}
+
+void crew__policy_init(struct crew_task *f, const crew_t *pool,
+                       const crew_task_opts_t *opts)
+{
+    f->timeout_ns = pool->opts.task_timeout_ns;
+    if (opts != NULL) {
+        if (opts->timeout_ns != 0)
+            f->timeout_ns = opts->timeout_ns;
+        f->retries_left = opts->retries;
+        f->backoff = opts->backoff;
+        f->retry_if = opts->retry_if;
+        f->delay_ns = opts->delay_ns;
+    }
+    if (f->timeout_ns < 0)
+        f->timeout_ns = 0;
+    f->heap_idx = CREW__NO_TIMER;
+    atomic_init(&f->phase, PHASE(1, CREW__PH_WAIT));
+    atomic_init(&f->runner, NULL);
+    atomic_init(&f->deadline, 0);
+}
+
+/* --- The timer heap: a binary min-heap on (when, tseq) ----------------- */
+
+static bool before(const struct crew_task *a, const struct crew_task *b)
+{
+    return a->when < b->when || (a->when == b->when && a->tseq < b->tseq);
+}
+
+static void heap_set(crew_t *pool, size_t i, struct crew_task *f)
+{
+    pool->heap[i] = f;
+    f->heap_idx = i;
+}
+
+static void sift_up(crew_t *pool, size_t i)
+{
+    struct crew_task *f = pool->heap[i];
+
+    while (i > 0 && before(f, pool->heap[(i - 1) / 2])) {
+        heap_set(pool, i, pool->heap[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    heap_set(pool, i, f);
+}
+
+static void sift_down(crew_t *pool, size_t i)
+{
+    struct crew_task *f = pool->heap[i];
+
+    for (;;) {
+        size_t c = 2 * i + 1;
+
+        if (c >= pool->heap_len)
+            break;
+        if (c + 1 < pool->heap_len && before(pool->heap[c + 1],
+                                             pool->heap[c]))
+            c++;
+        if (!before(pool->heap[c], f))
+            break;
+        heap_set(pool, i, pool->heap[c]);
+        i = c;
+    }
+    heap_set(pool, i, f);
+}
+
+/* Remove f from the heap.  Call with tlock held and f in the heap. */
+static void heap_remove(crew_t *pool, struct crew_task *f)
+{
+    size_t i = f->heap_idx;
+    struct crew_task *last = pool->heap[--pool->heap_len];
+
+    f->heap_idx = CREW__NO_TIMER;
+    if (last == f)
+        return;
+    heap_set(pool, i, last);
+    sift_up(pool, i);
+    sift_down(pool, last->heap_idx);
+}
+
+/*
+ * Arm f's timer entry (replacing none: a task has at most one).  Takes a
+ * reference for the entry.  Returns CREW_ENOMEM if the heap cannot grow.
+ */
+static int timer_add(crew_t *pool, struct crew_task *f, unsigned char kind,
+                     unsigned attempt, int64_t when)
+{
+    pthread_mutex_lock(&pool->tlock);
+    if (pool->heap_len == pool->heap_cap) {
+        size_t cap = pool->heap_cap ? pool->heap_cap * 2 : 64;
+        struct crew_task **h = crew__malloc(cap * sizeof(*h));
+
+        if (h == NULL) {
+            pthread_mutex_unlock(&pool->tlock);
+            return CREW_ENOMEM;
+        }
+        for (size_t i = 0; i < pool->heap_len; i++)
+            h[i] = pool->heap[i];
+        free(pool->heap);
+        pool->heap = h;
+        pool->heap_cap = cap;
+    }
+    /* Relaxed: the entry's reference; the count is ordered by tlock and,
+     * at the end, by the acq_rel decrement that frees. */
+    atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+    f->when = when;
+    f->tseq = pool->tseq++;
+    f->tkind = kind;
+    f->tattempt = attempt;
+    pool->heap_len++;
+    heap_set(pool, pool->heap_len - 1, f);
+    sift_up(pool, pool->heap_len - 1);
+    if (f->heap_idx == 0)
+        pthread_cond_signal(&pool->tcv);    /* a new earliest deadline */
+    pthread_mutex_unlock(&pool->tlock);
+    return 0;
+}
+
+/* Disarm f's timer entry if it has one, dropping the entry's reference. */
+static void timer_del(crew_t *pool, struct crew_task *f)
+{
+    bool had;
+
+    pthread_mutex_lock(&pool->tlock);
+    had = f->heap_idx != CREW__NO_TIMER;
+    if (had)
+        heap_remove(pool, f);
+    pthread_mutex_unlock(&pool->tlock);
+    if (had)
+        crew__future_unref(f);
+}
+
+/* --- Attempts ---------------------------------------------------------- */
+
+static int64_t backoff_ns(crew_t *pool, struct crew_task *f, unsigned failed)
+{
+    const crew_backoff_t *b = &f->backoff;
+    int64_t wait = 0;
+    uint64_t r;
+
+    if (b->kind == CREW_BACKOFF_FIXED) {
+        wait = b->base_ns;
+    } else if (b->kind == CREW_BACKOFF_EXPONENTIAL) {
+        wait = b->base_ns;
+        for (unsigned i = 1; i < failed && wait < INT64_MAX / 2; i++)
+            wait *= 2;
+        if (b->cap_ns > 0 && wait > b->cap_ns)
+            wait = b->cap_ns;
+    }
+    if (wait > 0 && b->jitter_pct > 0) {
+        pthread_mutex_lock(&pool->tlock);
+        /* xorshift64: jitter only needs to spread retries apart. */
+        r = pool->rng;
+        r ^= r << 13;
+        r ^= r >> 7;
+        r ^= r << 17;
+        pool->rng = r;
+        pthread_mutex_unlock(&pool->tlock);
+        wait -= (int64_t)((double)wait * b->jitter_pct / 100.0 *
+                          (double)(r % 1000001) / 1000000.0);
+    }
+    return wait;
+}
+
+/* Should an attempt that ended with err be followed by another? */
+static bool want_retry(struct crew_task *f, int err)
+{
+    if (err == 0 || f->retries_left == 0 || err == CREW_ECANCELED)
+        return false;
+    /* Relaxed: a request flag; a retry that races with it is harmless. */
+    if (atomic_load_explicit(&f->cancel_requested, memory_order_relaxed))
+        return false;
+    return f->retry_if == NULL || f->retry_if(err, f->user);
+}
+
+/* The task's reported end: callbacks, future, counts, pool's reference. */
+static void finish(crew_t *pool, struct crew_task *f, int err, void *result,
+                   bool on_worker)
+{
+    timer_del(pool, f);
+    atomic_fetch_add_explicit(err == 0 ? &pool->n_completed : &pool->n_failed,
+                              1, memory_order_relaxed);
+    crew__report(pool, &f->rec, err, result);
+    if (on_worker)
+        crew__finish_one(pool);
+    else
+        crew__finish_one_locked(pool);
+    crew__future_unref(f);
+}
+
+/*
+ * Queue attempt k, whose phase this thread just set to (k, QUEUED): arm
+ * its deadline, push a proxy.  Returns CREW_ETHREAD if no worker could
+ * start for it, CREW_ENOMEM if no proxy could be made.
+ */
+static int queue_attempt(crew_t *pool, struct crew_task *f, unsigned k,
+                         unsigned char count)
+{
+    struct crew__rec *p = crew__malloc(sizeof(*p));
+    int64_t deadline = 0;
+
+    if (p == NULL)
+        return CREW_ENOMEM;
+    if (f->timeout_ns > 0) {
+        deadline = crew__now_ns() + f->timeout_ns;
+        if (timer_add(pool, f, CREW__T_EXPIRE, k, deadline) != 0) {
+            free(p);
+            return CREW_ENOMEM;
+        }
+    }
+    /* Relaxed: read by the attempt's own worker after the phase CAS. */
+    atomic_store_explicit(&f->deadline, deadline, memory_order_relaxed);
+    p->fn = NULL;
+    p->arg = f;
+    p->flags = CREW__F_PROXY;
+    atomic_init(&p->state, (int)k);
+    /* Relaxed: the proxy's reference, ordered by the queue's release. */
+    atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+    return crew__enqueue(pool, p, count);
+}
+
+/*
+ * Attempt k has ended (failed or timed out) and the phase was moved to
+ * (k + 1, WAIT) by this thread: schedule the next attempt after the
+ * backoff.  If even that fails (no memory), report the last error.
+ */
+static void schedule_retry(crew_t *pool, struct crew_task *f, unsigned k,
+                           int err, bool on_worker)
+{
+    int64_t wait = backoff_ns(pool, f, k);
+
+    f->retries_left--;
+    atomic_fetch_add_explicit(&pool->n_retries, 1, memory_order_relaxed);
+    /* Release: crew_task_state() readers see the task waiting again. */
+    atomic_store_explicit(&f->rec.state, CREW__QUEUED, memory_order_release);
+    if (timer_add(pool, f, CREW__T_START, k + 1, crew__now_ns() + wait) == 0)
+        return;
+    {
+        uint64_t p = PHASE(k + 1, CREW__PH_WAIT);
+
+        if (atomic_compare_exchange_strong_explicit(
+                &f->phase, &p, PHASE(k + 1, CREW__PH_FINAL),
+                memory_order_acq_rel, memory_order_acquire))
+            finish(pool, f, err, NULL, on_worker);
+    }
+}
+
+int crew__policy_start(crew_t *pool, struct crew_task *f, bool holds_slot,
+                       bool inline_run)
+{
+    int rc;
+
+    if (f->delay_ns > 0) {
+        if (holds_slot)
+            crew__slot_freed(pool);     /* it waits in the timer instead */
+        return timer_add(pool, f, CREW__T_START, 1,
+                         crew__now_ns() + f->delay_ns);
+    }
+    atomic_store_explicit(&f->phase, PHASE(1, CREW__PH_QUEUED),
+                          memory_order_relaxed);
+    if (inline_run) {
+        struct crew__rec proxy;
+
+        /* Run attempt 1 here, as crew_submit() does when the queue is
+         * full on a worker of this pool; the proxy lives on our stack. */
+        if (f->timeout_ns > 0) {
+            int64_t deadline = crew__now_ns() + f->timeout_ns;
+
+            rc = timer_add(pool, f, CREW__T_EXPIRE, 1, deadline);
+            if (rc != 0)
+                return rc;
+            atomic_store_explicit(&f->deadline, deadline,
+                                  memory_order_relaxed);
+        }
+        proxy.arg = f;
+        proxy.flags = CREW__F_PROXY;
+        atomic_init(&proxy.state, 1);
+        atomic_init(&proxy.waiting, CREW__UNCOUNTED);
+        atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+        crew__run_proxy(pool, &proxy, crew__self->id);
+        return 0;
+    }
+    rc = queue_attempt(pool, f, 1,
+                       holds_slot ? CREW__HOLDS_SLOT : CREW__COUNTED);
+    if (rc == 0)
+        return 0;
+    if (rc == CREW_ENOMEM && holds_slot)
+        crew__slot_freed(pool);
+    /* Take it back: nothing has run, and no worker may ever come. */
+    {
+        uint64_t p = PHASE(1, CREW__PH_QUEUED);
+
+        if (!atomic_compare_exchange_strong_explicit(
+                &f->phase, &p, PHASE(1, CREW__PH_FINAL),
+                memory_order_acq_rel, memory_order_acquire))
+            return 0;           /* a worker got to it after all */
+    }
+    timer_del(pool, f);
+    return rc;
+}
+
+/*
+ * The worker running an attempt whose deadline passed stops counting
+ * against max_workers (up to max_overtime of them), and a replacement
+ * starts if work is queued that no sleeper will take.
+ */
+static void mark_overtime(crew_t *pool, struct crew_task *f)
+{
+    /* Acquire: pairs with the worker's release of runner before its
+     * phase CAS; we won a CAS from the phase that CAS stored. */
+    struct crew__worker *w = atomic_load_explicit(&f->runner,
+                                                  memory_order_acquire);
+
+    if (w == NULL)
+        return;
+    pthread_mutex_lock(&pool->lock);
+    /* Only while it is still inside that attempt (see run_proxy). */
+    if (w->current == f && !w->overtime &&
+        pool->overtime < pool->opts.max_overtime) {
+        w->overtime = true;
+        pool->overtime++;
+        atomic_fetch_sub_explicit(&pool->live, 1, memory_order_relaxed);
+        if (atomic_load_explicit(&pool->live, memory_order_relaxed) <=
+            atomic_load_explicit(&pool->max_target, memory_order_relaxed))
+            pool->max_shown = atomic_load_explicit(&pool->max_target,
+                                                   memory_order_relaxed);
+        /* A replacement for queued work nobody sleeps for. */
+        if (atomic_load_explicit(&pool->queued, memory_order_relaxed) >
+                pool->sleepers - pool->tokens &&
+            atomic_load_explicit(&pool->state, memory_order_relaxed) !=
+                CREW__STOPPED)
+            (void)crew__spawn_locked(pool);
+    }
+    pthread_mutex_unlock(&pool->lock);
+}
+
+/*
+ * Enter or leave an attempt that has a deadline, under pool->lock, so that
+ * mark_overtime() marks this worker only while it is inside the attempt.
+ * Leaving, a worker marked overtime counts itself back in if there is
+ * room; if not, it stays overtime and leaves the pool when back in its
+ * loop.  Returns the attempt it was in before (nested runs).
+ */
+static struct crew_task *enter(crew_t *pool, struct crew_task *f)
+{
+    struct crew__worker *w = crew__self;
+    struct crew_task *prev;
+
+    pthread_mutex_lock(&pool->lock);
+    prev = w->current;
+    w->current = f;
+    pthread_mutex_unlock(&pool->lock);
+    return prev;
+}
+
+static void leave(crew_t *pool, struct crew_task *prev)
+{
+    struct crew__worker *w = crew__self;
+
+    pthread_mutex_lock(&pool->lock);
+    w->current = prev;
+    if (w->overtime && !w->detached &&
+        atomic_load_explicit(&pool->state, memory_order_relaxed) ==
+            CREW__RUNNING_STATE &&
+        atomic_load_explicit(&pool->live, memory_order_relaxed) <
+            atomic_load_explicit(&pool->max_target, memory_order_relaxed)) {
+        /* Room again: count it back in. */
+        w->overtime = false;
+        pool->overtime--;
+        atomic_fetch_add_explicit(&pool->live, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&pool->lock);
+}
+
+void crew__run_proxy(crew_t *pool, struct crew__rec *proxy,
+                     unsigned worker_id)
+{
+    struct crew_task *f = proxy->arg;
+    unsigned k = (unsigned)atomic_load_explicit(&proxy->state,
+                                                memory_order_relaxed);
+    uint64_t p = PHASE(k, CREW__PH_QUEUED);
+    struct crew_ctx ctx = { pool, &f->rec, worker_id, k, 0 };
+    struct crew_task *prev = NULL;
+    bool timed = f->timeout_ns > 0;
+    void *result = NULL;
+    int err;
+
+    if (atomic_load_explicit(&pool->state, memory_order_relaxed) ==
+        CREW__CANCELLING) {
+        if (atomic_compare_exchange_strong_explicit(
+                &f->phase, &p, PHASE(k, CREW__PH_FINAL),
+                memory_order_acq_rel, memory_order_acquire)) {
+            timer_del(pool, f);
+            atomic_store_explicit(&f->rec.state, CREW__CANCELED,
+                                  memory_order_release);
+            atomic_fetch_add_explicit(&pool->n_cancelled, 1,
+                                      memory_order_relaxed);
+            crew__report(pool, &f->rec, CREW_ECANCELED, NULL);
+            crew__finish_one(pool);
+            crew__future_unref(f);
+        }
+        goto drop;
+    }
+    /* Release: mark_overtime() reads runner after winning a CAS from the
+     * phase our CAS stores. */
+    atomic_store_explicit(&f->runner, crew__self, memory_order_release);
+    if (timed)
+        prev = enter(pool, f);
+    if (!atomic_compare_exchange_strong_explicit(
+            &f->phase, &p, PHASE(k, CREW__PH_RUNNING), memory_order_acq_rel,
+            memory_order_acquire)) {
+        if (timed)
+            leave(pool, prev);
+        goto drop;              /* stale: timed out or cancelled queued */
+    }
+    atomic_store_explicit(&f->rec.state, CREW__RUNNING, memory_order_release);
+    ctx.deadline = atomic_load_explicit(&f->deadline, memory_order_relaxed);
+    atomic_fetch_add_explicit(&pool->n_running, 1, memory_order_relaxed);
+    err = f->rec.fn(&ctx, f->rec.arg, &result);
+    atomic_fetch_sub_explicit(&pool->n_running, 1, memory_order_relaxed);
+    if (timed)
+        leave(pool, prev);
+
+    p = PHASE(k, CREW__PH_RUNNING);
+    if (want_retry(f, err)) {
+        if (atomic_compare_exchange_strong_explicit(
+                &f->phase, &p, PHASE(k + 1, CREW__PH_WAIT),
+                memory_order_acq_rel, memory_order_acquire)) {
+            timer_del(pool, f);
+            if (result != NULL && f->free_result != NULL)
+                f->free_result(result);
+            schedule_retry(pool, f, k, err, true);
+            goto drop;
+        }
+    } else if (atomic_compare_exchange_strong_explicit(
+                   &f->phase, &p, PHASE(k, CREW__PH_FINAL),
+                   memory_order_acq_rel, memory_order_acquire)) {
+        finish(pool, f, err, result, true);
+        goto drop;
+    }
+    /* The deadline won: this attempt was reported or retried already. */
+    if (result != NULL && f->free_result != NULL)
+        f->free_result(result);
+drop:
+    crew__future_unref(f);      /* the proxy's (now the attempt's) ref */
+}
+
+/* --- The timer thread -------------------------------------------------- */
+
+/* A deadline passed: attempt k, if still queued or running, is over. */
+static void expire(crew_t *pool, struct crew_task *f, unsigned k)
+{
+    uint64_t p = atomic_load_explicit(&f->phase, memory_order_acquire);
+
+    for (;;) {
+        uint64_t next;
+        bool retry;
+
+        if (ATTEMPT(p) != k ||
+            (PH(p) != CREW__PH_QUEUED && PH(p) != CREW__PH_RUNNING))
+            return;
+        retry = want_retry(f, CREW_ETIMEDOUT);
+        next = retry ? PHASE(k + 1, CREW__PH_WAIT)
+                     : PHASE(k, CREW__PH_FINAL);
+        if (atomic_compare_exchange_weak_explicit(&f->phase, &p, next,
+                                                  memory_order_acq_rel,
+                                                  memory_order_acquire)) {
+            atomic_fetch_add_explicit(&pool->n_timed_out, 1,
+                                      memory_order_relaxed);
+            if (PH(p) == CREW__PH_RUNNING)
+                mark_overtime(pool, f);
+            if (retry)
+                schedule_retry(pool, f, k, CREW_ETIMEDOUT, false);
+            else
+                finish(pool, f, CREW_ETIMEDOUT, NULL, false);
+            return;
+        }
+    }
+}
+
+/* A delay or backoff is over: queue attempt k. */
+static void start(crew_t *pool, struct crew_task *f, unsigned k)
+{
+    uint64_t p = PHASE(k, CREW__PH_WAIT);
+    int rc;
+
+    if (atomic_load_explicit(&pool->state, memory_order_relaxed) ==
+        CREW__CANCELLING) {
+        if (atomic_compare_exchange_strong_explicit(
+                &f->phase, &p, PHASE(k, CREW__PH_FINAL),
+                memory_order_acq_rel, memory_order_acquire)) {
+            atomic_store_explicit(&f->rec.state, CREW__CANCELED,
+                                  memory_order_release);
+            atomic_fetch_add_explicit(&pool->n_cancelled, 1,
+                                      memory_order_relaxed);
+            crew__report(pool, &f->rec, CREW_ECANCELED, NULL);
+            crew__finish_one_locked(pool);
+            crew__future_unref(f);
+        }
+        return;
+    }
+    if (!atomic_compare_exchange_strong_explicit(
+            &f->phase, &p, PHASE(k, CREW__PH_QUEUED), memory_order_acq_rel,
+            memory_order_acquire))
+        return;                 /* cancelled meanwhile */
+    rc = queue_attempt(pool, f, k, CREW__COUNTED);
+    if (rc == 0 || rc == CREW_ETHREAD)
+        return;                 /* queued; a worker will come (or not, if
+                                   none can start: see Limitations) */
+    p = PHASE(k, CREW__PH_QUEUED);
+    if (atomic_compare_exchange_strong_explicit(
+            &f->phase, &p, PHASE(k, CREW__PH_FINAL), memory_order_acq_rel,
+            memory_order_acquire))
+        finish(pool, f, rc, NULL, false);
+}
+
+static void *timer_main(void *arg)
+{
+    crew_t *pool = arg;
+
+    pthread_mutex_lock(&pool->tlock);
+    for (;;) {
+        struct crew_task *f;
+        unsigned char kind;
+        unsigned k;
+        struct timespec ts;
+
+        if (pool->heap_len == 0) {
+            if (pool->timer_stop)
+                break;
+            pthread_cond_wait(&pool->tcv, &pool->tlock);
+            continue;
+        }
+        f = pool->heap[0];
+        if (f->when > crew__now_ns()) {
+            ts.tv_sec = (time_t)(f->when / 1000000000);
+            ts.tv_nsec = (long)(f->when % 1000000000);
+            pthread_cond_timedwait(&pool->tcv, &pool->tlock, &ts);
+            continue;
+        }
+        heap_remove(pool, f);
+        kind = f->tkind;
+        k = f->tattempt;
+        pthread_mutex_unlock(&pool->tlock);
+        if (kind == CREW__T_START)
+            start(pool, f, k);
+        else
+            expire(pool, f, k);
+        crew__future_unref(f);  /* the entry's reference */
+        pthread_mutex_lock(&pool->tlock);
+    }
+    pthread_mutex_unlock(&pool->tlock);
+    return NULL;
+}
+
+int crew__timer_ensure(crew_t *pool)
+{
+    int rc = 0;
+
+    pthread_mutex_lock(&pool->tlock);
+    if (!pool->timer_started) {
+        sigset_t all, old;
+
+        sigfillset(&all);
+        pthread_sigmask(SIG_SETMASK, &all, &old);
+        if (crew__thread_create(&pool->timer_tid, NULL, timer_main,
+                                pool) != 0)
+            rc = CREW_ETHREAD;
+        else
+            pool->timer_started = true;
+        pthread_sigmask(SIG_SETMASK, &old, NULL);
+    }
+    pthread_mutex_unlock(&pool->tlock);
+    return rc;
+}
+
+/* Shutdown NOW: tasks waiting out a delay or backoff are due at once, and
+ * start() cancels them under CANCELLING. */
+void crew__timer_cancel_all(crew_t *pool)
+{
+    pthread_mutex_lock(&pool->tlock);
+    for (size_t i = 0; i < pool->heap_len; i++)
+        if (pool->heap[i]->tkind == CREW__T_START)
+            pool->heap[i]->when = 0;
+    for (size_t i = pool->heap_len; i-- > 0;)
+        sift_down(pool, i);
+    pthread_cond_signal(&pool->tcv);
+    pthread_mutex_unlock(&pool->tlock);
+}
+
+/* Shutdown, once nothing is outstanding: stop and join the timer. */
+void crew__timer_stop(crew_t *pool)
+{
+    bool started;
+
+    pthread_mutex_lock(&pool->tlock);
+    pool->timer_stop = true;
+    started = pool->timer_started;
+    pthread_cond_signal(&pool->tcv);
+    pthread_mutex_unlock(&pool->tlock);
+    if (started)
+        pthread_join(pool->timer_tid, NULL);
+    pthread_mutex_lock(&pool->tlock);
+    pool->timer_started = false;
+    pthread_mutex_unlock(&pool->tlock);
+}
+
+int crew__policy_cancel(struct crew_task *f)
+{
+    crew_t *pool = f->pool;
+    uint64_t p = atomic_load_explicit(&f->phase, memory_order_acquire);
+
+    for (;;) {
+        if (PH(p) != CREW__PH_WAIT && PH(p) != CREW__PH_QUEUED)
+            return CREW_EBUSY;
+        if (atomic_compare_exchange_weak_explicit(
+                &f->phase, &p, PHASE(ATTEMPT(p), CREW__PH_FINAL),
+                memory_order_acq_rel, memory_order_acquire))
+            break;
+    }
+    timer_del(pool, f);
+    atomic_store_explicit(&f->rec.state, CREW__CANCELED,
+                          memory_order_release);
+    atomic_fetch_add_explicit(&pool->n_cancelled, 1, memory_order_relaxed);
+    crew__report(pool, &f->rec, CREW_ECANCELED, NULL);
+    crew__finish_one_locked(pool);
+    crew__future_unref(f);
+    return 0;
+}
