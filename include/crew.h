@@ -65,6 +65,7 @@ extern "C" {
 typedef struct crew crew_t;           /* a pool */
 typedef struct crew_task crew_task_t; /* a future: one spawned task */
 typedef struct crew_ctx crew_ctx_t;   /* what a running task can ask */
+typedef struct crew_group crew_group_t; /* tasks waited for together */
 
 /*
  * A task.  It runs on a worker thread with the argument given at submit
@@ -98,6 +99,25 @@ typedef int (*crew_fn)(crew_ctx_t *ctx, void *arg, void **result);
 typedef void (*crew_result_cb)(void *arg, void *result, void *user);
 typedef void (*crew_error_cb)(void *arg, int err, void *user);
 
+/* Counts for progress reports, of a pool or of a group. */
+typedef struct crew_progress {
+    uint64_t total;           /* tasks accepted */
+    uint64_t done;            /* finished and returned 0 */
+    uint64_t failed;          /* finished with an error or timed out */
+    uint64_t cancelled;       /* never ran */
+    uint64_t running;         /* running now */
+    uint64_t queued;          /* accepted, not running and not finished */
+} crew_progress_t;
+
+/*
+ * A progress report.  Called after a task finishes, at most once per
+ * progress interval, plus once whenever nothing is left unfinished; on the
+ * thread that finished the task (a worker, the timer thread, or a
+ * canceller), with no crew lock held.  Two reports may run at once on
+ * different threads; `p` is valid only during the call.
+ */
+typedef void (*crew_progress_cb)(const crew_progress_t *p, void *user);
+
 /* Per-thread hooks: run on each worker thread as it starts and stops. */
 typedef void (*crew_thread_hook)(crew_t *pool, unsigned worker_id,
                                  void *user);
@@ -127,6 +147,8 @@ typedef struct crew_opts {
                                  0: none */
     unsigned max_overtime;    /* workers stuck in timed-out tasks that may
                                  be replaced; default max_workers */
+    crew_progress_cb on_progress; /* optional: the pool's progress */
+    int64_t progress_interval_ns; /* default 100 ms */
 } crew_opts_t;
 
 /* How long a retried task waits before its next attempt. */
@@ -164,7 +186,16 @@ typedef struct crew_task_opts {
                                  (never after cancellation) */
     crew_backoff_t backoff;   /* wait before each retry */
     crew_retry_fn retry_if;   /* optional: retry only when it says so */
+    crew_group_t *group;      /* optional: the group the task belongs to;
+                                 it must belong to the same pool */
 } crew_task_opts_t;
+
+/* Options of a group; zero means default. */
+typedef struct crew_group_opts {
+    crew_progress_cb on_progress; /* optional: the group's progress */
+    int64_t progress_interval_ns; /* default 100 ms */
+    void *user;               /* passed to on_progress */
+} crew_group_opts_t;
 
 /* How crew_shutdown() treats tasks that have not started. */
 enum crew_shutdown_how {
@@ -368,6 +399,51 @@ CREW_API unsigned crew_ctx_worker_id(const crew_ctx_t *ctx);
  * no safe way to stop a thread from outside.
  */
 CREW_API bool crew_ctx_cancelled(const crew_ctx_t *ctx);
+
+/*
+ * Create a group of tasks in `pool`; `opts` may be NULL.  Tasks join it
+ * through crew_task_opts_t.group when spawned.  Returns 0, CREW_EINVAL or
+ * CREW_ENOMEM.  Groups may be created and used from inside tasks.
+ */
+CREW_API int crew_group_create(crew_t *pool, const crew_group_opts_t *opts,
+                               crew_group_t **group);
+
+/*
+ * Block until every task spawned into the group so far (and while
+ * waiting) has finished, callbacks included, while the pool and other
+ * groups go on.  Returns the group's first error (see crew_group_error()),
+ * 0 if none.  From a worker of the group's pool, the worker runs queued
+ * tasks while it waits.  CREW_EINVAL for NULL.
+ */
+CREW_API int crew_group_wait(crew_group_t *group);
+
+/* As crew_group_wait(), but gives up after `timeout_ns`: CREW_ETIMEDOUT. */
+CREW_API int crew_group_wait_timeout(crew_group_t *group, int64_t timeout_ns);
+
+/*
+ * Cancel the group: its tasks that have not started never run (reported
+ * CREW_ECANCELED, retries included), running ones see crew_ctx_cancelled(),
+ * and spawning into the group fails with CREW_ECANCELED from now on.
+ * Returns 0 or CREW_EINVAL.
+ */
+CREW_API int crew_group_cancel(crew_group_t *group);
+
+/*
+ * The error of the first task of the group that failed (its return value,
+ * CREW_ETIMEDOUT, or CREW_ECANCELED if the group was cancelled before any
+ * failed), 0 if none has.  CREW_EINVAL for NULL.
+ */
+CREW_API int crew_group_error(const crew_group_t *group);
+
+/* Fill *p with the group's counts now.  Does nothing if either is NULL. */
+CREW_API void crew_group_progress(crew_group_t *group, crew_progress_t *p);
+
+/*
+ * Give the group back.  Unfinished tasks still run and are reported; the
+ * group's memory goes when the last of them finishes.  The pointer must
+ * not be used afterwards.  NULL is a no-op.
+ */
+CREW_API void crew_group_free(crew_group_t *group);
 
 /* Inside a task: which attempt this is (1 for the first). */
 CREW_API unsigned crew_ctx_attempt(const crew_ctx_t *ctx);

@@ -92,6 +92,10 @@ struct crew_task {
     pthread_cond_t cv;
     unsigned waiters;
 
+    /* --- group (group.c); gprev/gnext under group->mu --- */
+    crew_group_t *group;
+    struct crew_task *gprev, *gnext;
+
     /* --- policies (rec.flags & CREW__F_POLICY; policy.c) --- */
     _Atomic uint64_t phase;    /* attempt << 8 | CREW__PH_* */
     struct crew__worker *_Atomic runner; /* worker of the running attempt */
@@ -107,6 +111,20 @@ struct crew_task {
     size_t heap_idx;           /* CREW__NO_TIMER when not in the heap */
     unsigned tattempt;
     unsigned char tkind;       /* CREW__T_START or CREW__T_EXPIRE */
+};
+
+/* A group of tasks (group.c). */
+struct crew_group {
+    crew_t *pool;
+    crew_group_opts_t opts;
+    _Atomic unsigned refs;     /* the user's, and one per unfinished task */
+    _Atomic int64_t last_progress;
+    pthread_mutex_t mu;        /* guards the fields below; a leaf */
+    pthread_cond_t cv;
+    struct crew_task *members; /* unfinished tasks */
+    uint64_t total, done, failed, cancelled, running, unfinished;
+    int first_err;
+    bool cancelled_flag;
 };
 
 /* A policy task's phase; see policy.c. */
@@ -201,6 +219,7 @@ struct crew {
     _Atomic unsigned wait_waiters;  /* crew_wait()/shutdown callers */
 
     /* Statistics: relaxed, reporting only. */
+    _Atomic int64_t last_progress;
     _Atomic uint64_t n_retries;
     _Atomic uint64_t n_timed_out;
     _Alignas(CREW__CACHELINE) _Atomic uint64_t n_submitted;
@@ -286,6 +305,13 @@ int crew__wake_for_work(crew_t *pool);
 void crew__pass_on(crew_t *pool);
 void crew__unqueue(crew_t *pool, struct crew__rec *t);
 int crew__cond_init(pthread_cond_t *cv);
+
+/* group.c */
+int crew__group_add(crew_group_t *g, struct crew_task *f);
+void crew__group_withdraw(struct crew_task *f);
+void crew__group_running(struct crew__rec *t, int delta);
+void crew__group_done(struct crew_task *f, int err);
+void crew__pool_progress(crew_t *pool);
 
 /* task.c */
 void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id);

@@ -489,7 +489,9 @@ void crew__run_proxy(crew_t *pool, struct crew__rec *proxy,
     atomic_store_explicit(&f->rec.state, CREW__RUNNING, memory_order_release);
     ctx.deadline = atomic_load_explicit(&f->deadline, memory_order_relaxed);
     atomic_fetch_add_explicit(&pool->n_running, 1, memory_order_relaxed);
+    crew__group_running(&f->rec, 1);
     err = f->rec.fn(&ctx, f->rec.arg, &result);
+    crew__group_running(&f->rec, -1);
     atomic_fetch_sub_explicit(&pool->n_running, 1, memory_order_relaxed);
     if (timed)
         leave(pool, prev);

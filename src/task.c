@@ -133,6 +133,8 @@ void crew__finish_one(crew_t *pool)
     size_t left = atomic_fetch_sub_explicit(&pool->outstanding, 1,
                                             memory_order_seq_cst) - 1;
 
+    if (pool->opts.on_progress != NULL)
+        crew__pool_progress(pool);
     if (left != 0)
         return;
     if (atomic_load_explicit(&pool->wait_waiters, memory_order_seq_cst) > 0 ||
@@ -153,6 +155,8 @@ void crew__finish_one(crew_t *pool)
  */
 void crew__finish_one_locked(crew_t *pool)
 {
+    if (pool->opts.on_progress != NULL)
+        crew__pool_progress(pool);     /* before: it reads the pool */
     pthread_mutex_lock(&pool->lock);
     if (atomic_fetch_sub_explicit(&pool->outstanding, 1,
                                   memory_order_seq_cst) == 1) {
@@ -244,6 +248,7 @@ void crew__report(crew_t *pool, struct crew__rec *t, int err, void *result)
     if (f->waiters > 0)
         pthread_cond_broadcast(&f->cv);
     pthread_mutex_unlock(&f->mu);
+    crew__group_done(f, err);
 }
 
 /*
@@ -296,7 +301,9 @@ void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id)
         return;
     }
     atomic_fetch_add_explicit(&pool->n_running, 1, memory_order_relaxed);
+    crew__group_running(t, 1);
     err = t->fn(&ctx, t->arg, &result);
+    crew__group_running(t, -1);
     atomic_fetch_sub_explicit(&pool->n_running, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(err == 0 ? &pool->n_completed : &pool->n_failed,
                               1, memory_order_relaxed);
@@ -311,7 +318,7 @@ static struct crew__rec *new_record(crew_t *pool, crew_fn fn, void *arg,
 {
     struct crew__rec *t;
 
-    if (!future && !policy) {
+    if (!future && !policy && (opts == NULL || opts->group == NULL)) {
         t = crew__malloc(sizeof(*t));
         if (t == NULL)
             return NULL;
@@ -432,6 +439,16 @@ static int submit(crew_t *pool, crew_fn fn, void *arg,
         rc = CREW_ENOMEM;
         goto back_out;
     }
+    if (opts != NULL && opts->group != NULL) {
+        rc = crew__group_add(opts->group, crew__future(t));
+        if (rc != 0) {
+            /* Nobody else has seen it: drop every reference at once. */
+            atomic_store_explicit(&crew__future(t)->refs, 1,
+                                  memory_order_relaxed);
+            crew__future_unref(crew__future(t));
+            goto back_out;
+        }
+    }
     atomic_fetch_add_explicit(&pool->n_submitted, 1, memory_order_relaxed);
     if (out != NULL)
         *out = crew__future(t);
@@ -440,6 +457,7 @@ static int submit(crew_t *pool, crew_fn fn, void *arg,
         if (rc == 0)
             return 0;
         /* Withdrawn (no worker could start): policy_start undid it. */
+        crew__group_withdraw(crew__future(t));
         atomic_fetch_sub_explicit(&pool->n_submitted, 1,
                                   memory_order_relaxed);
         if (out != NULL) {
@@ -471,6 +489,8 @@ static int submit(crew_t *pool, crew_fn fn, void *arg,
             return 0;           /* a worker got to it after all */
     }
     crew__unqueue(pool, t);
+    if (crew__is_future(t))
+        crew__group_withdraw(crew__future(t));
     atomic_fetch_sub_explicit(&pool->n_submitted, 1, memory_order_relaxed);
     if (out != NULL) {
         *out = NULL;
