@@ -149,6 +149,10 @@ typedef struct crew_opts {
                                  be replaced; default max_workers */
     crew_progress_cb on_progress; /* optional: the pool's progress */
     int64_t progress_interval_ns; /* default 100 ms */
+    int64_t priority_aging_ns; /* 0: no aging; else a waiting task gains
+                                 one priority level per this many ns, so
+                                 none starves (every task then goes
+                                 through the priority queue) */
 } crew_opts_t;
 
 /* How long a retried task waits before its next attempt. */
@@ -188,6 +192,8 @@ typedef struct crew_task_opts {
     crew_retry_fn retry_if;   /* optional: retry only when it says so */
     crew_group_t *group;      /* optional: the group the task belongs to;
                                  it must belong to the same pool */
+    int priority;             /* higher runs first; equal ones in
+                                 submission order; default 0 */
 } crew_task_opts_t;
 
 /* Options of a group; zero means default. */

@@ -92,6 +92,9 @@ struct crew_task {
     pthread_cond_t cv;
     unsigned waiters;
 
+    int priority;              /* kept by every attempt */
+    bool use_heap;             /* attempts go to the priority heap */
+
     /* --- group (group.c); gprev/gnext under group->mu --- */
     crew_group_t *group;
     struct crew_task *gprev, *gnext;
@@ -125,6 +128,13 @@ struct crew_group {
     uint64_t total, done, failed, cancelled, running, unfinished;
     int first_err;
     bool cancelled_flag;
+};
+
+/* An entry of the priority heap (priority.c). */
+struct crew__pent {
+    int64_t key;
+    uint64_t seq;
+    struct crew__rec *rec;
 };
 
 /* A policy task's phase; see policy.c. */
@@ -247,6 +257,13 @@ struct crew {
     unsigned overtime;         /* workers stuck in timed-out tasks */
     _Atomic unsigned refs;     /* the user's, and one per detached worker */
 
+    /* The priority heap (priority.c). */
+    _Atomic size_t prio_n;     /* entries; a hint read without plock */
+    pthread_mutex_t plock;     /* guards the fields below; a leaf */
+    struct crew__pent *pheap;
+    size_t plen, pcap;
+    uint64_t pseq;
+
     /* The timer (policy.c): delayed tasks, backoffs, deadlines. */
     pthread_mutex_t tlock;     /* guards the fields below; a leaf except
                                   that pool->lock may be taken under it */
@@ -306,6 +323,11 @@ void crew__pass_on(crew_t *pool);
 void crew__unqueue(crew_t *pool, struct crew__rec *t);
 int crew__cond_init(pthread_cond_t *cv);
 
+/* priority.c */
+bool crew__uses_heap(const crew_t *pool, const crew_task_opts_t *opts);
+int crew__prio_push(crew_t *pool, struct crew__rec *t, int priority);
+struct crew__rec *crew__prio_take(crew_t *pool, bool fifo_empty);
+
 /* group.c */
 int crew__group_add(crew_group_t *g, struct crew_task *f);
 void crew__group_withdraw(struct crew_task *f);
@@ -337,7 +359,8 @@ int64_t crew__now_ns(void);
 /* task.c */
 void crew__report(crew_t *pool, struct crew__rec *t, int err, void *result);
 void crew__future_unref(struct crew_task *f);
-int crew__enqueue(crew_t *pool, struct crew__rec *t, unsigned char count);
+int crew__enqueue(crew_t *pool, struct crew__rec *t, unsigned char count,
+                  const struct crew_task *f);
 void crew__finish_one_locked(crew_t *pool);
 
 /* pool.c */

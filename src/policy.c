@@ -271,6 +271,7 @@ static int queue_attempt(crew_t *pool, struct crew_task *f, unsigned k,
 {
     struct crew__rec *p = crew__malloc(sizeof(*p));
     int64_t deadline = 0;
+    int rc;
 
     if (p == NULL)
         return CREW_ENOMEM;
@@ -289,7 +290,12 @@ static int queue_attempt(crew_t *pool, struct crew_task *f, unsigned k,
     atomic_init(&p->state, (int)k);
     /* Relaxed: the proxy's reference, ordered by the queue's release. */
     atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
-    return crew__enqueue(pool, p, count);
+    rc = crew__enqueue(pool, p, count, f);
+    if (rc == CREW_ENOMEM) {
+        free(p);                /* never queued */
+        crew__future_unref(f);
+    }
+    return rc;
 }
 
 /*

@@ -60,8 +60,11 @@ static int check_opts(crew_opts_t *o)
         return CREW_EINVAL;
     if (o->idle_timeout_ns == 0)
         o->idle_timeout_ns = DEFAULT_IDLE_NS;
-    if (o->task_timeout_ns < 0)
+    if (o->task_timeout_ns < 0 || o->priority_aging_ns < 0 ||
+        o->progress_interval_ns < 0)
         return CREW_EINVAL;
+    if (o->progress_interval_ns == 0)
+        o->progress_interval_ns = 100LL * 1000 * 1000;
     if (o->max_overtime == 0)
         o->max_overtime = o->max_workers;
     if (o->max_overtime > CREW_MAX_WORKERS)
@@ -88,6 +91,7 @@ static void destroy_sync(crew_t *pool)
 {
     pthread_cond_destroy(&pool->tcv);
     pthread_mutex_destroy(&pool->tlock);
+    pthread_mutex_destroy(&pool->plock);
     pthread_cond_destroy(&pool->done_cv);
     pthread_cond_destroy(&pool->space_cv);
     pthread_cond_destroy(&pool->work_cv);
@@ -105,6 +109,8 @@ static int init_sync(crew_t *pool)
         goto no_space;
     if (crew__cond_init(&pool->done_cv) != 0)
         goto no_done;
+    if (pthread_mutex_init(&pool->plock, NULL) != 0)
+        goto no_plock;
     if (pthread_mutex_init(&pool->tlock, NULL) != 0)
         goto no_tlock;
     if (crew__cond_init(&pool->tcv) != 0)
@@ -114,6 +120,8 @@ static int init_sync(crew_t *pool)
 no_tcv:
     pthread_mutex_destroy(&pool->tlock);
 no_tlock:
+    pthread_mutex_destroy(&pool->plock);
+no_plock:
     pthread_cond_destroy(&pool->done_cv);
 no_done:
     pthread_cond_destroy(&pool->space_cv);
@@ -335,6 +343,8 @@ int crew_free(crew_t *pool)
         if (rc == CREW__POP_OK)
             crew__dispose(pool, t);
     }
+    while ((t = crew__prio_take(pool, true)) != NULL)
+        crew__dispose(pool, t);
     crew__pool_unref(pool);
     return 0;
 }
@@ -346,6 +356,7 @@ void crew__pool_unref(crew_t *pool)
     if (atomic_fetch_sub_explicit(&pool->refs, 1, memory_order_acq_rel) != 1)
         return;
     free(pool->heap);
+    free(pool->pheap);
     destroy_sync(pool);
     free(pool);
 }

@@ -318,7 +318,10 @@ static struct crew__rec *new_record(crew_t *pool, crew_fn fn, void *arg,
 {
     struct crew__rec *t;
 
-    if (!future && !policy && (opts == NULL || opts->group == NULL)) {
+    bool heap = crew__uses_heap(pool, opts);
+
+    if (!future && !policy && !heap &&
+        (opts == NULL || opts->group == NULL)) {
         t = crew__malloc(sizeof(*t));
         if (t == NULL)
             return NULL;
@@ -352,6 +355,8 @@ static struct crew__rec *new_record(crew_t *pool, crew_fn fn, void *arg,
         }
         t = &f->rec;
         t->flags = CREW__F_FUTURE;
+        f->use_heap = heap;
+        f->priority = opts != NULL ? opts->priority : 0;
         if (policy) {
             t->flags |= CREW__F_POLICY;
             crew__policy_init(f, pool, opts);
@@ -370,11 +375,18 @@ static struct crew__rec *new_record(crew_t *pool, crew_fn fn, void *arg,
  * crew__unqueue).  Returns CREW_ETHREAD when no worker is alive and none
  * could start; the record is queued all the same.
  */
-int crew__enqueue(crew_t *pool, struct crew__rec *t, unsigned char count)
+int crew__enqueue(crew_t *pool, struct crew__rec *t, unsigned char count,
+                  const struct crew_task *f)
 {
-    /* Relaxed: published to the popper by the push's release. */
+    /* Relaxed: published to the popper by the push's release (or by
+     * plock, for the priority heap). */
     atomic_store_explicit(&t->waiting, count, memory_order_relaxed);
-    crew__queue_push(&pool->q, t);
+    if (f != NULL && f->use_heap) {
+        if (crew__prio_push(pool, t, f->priority) != 0)
+            return CREW_ENOMEM;
+    } else {
+        crew__queue_push(&pool->q, t);
+    }
     /* seq_cst: the store half of the submitter's side of the wake-up
      * hand-off (worker.c). */
     atomic_fetch_add_explicit(&pool->queued, 1, memory_order_seq_cst);
@@ -474,9 +486,24 @@ static int submit(crew_t *pool, crew_fn fn, void *arg,
         crew__run(pool, t, crew__self->id);
         return 0;
     }
-    rc = crew__enqueue(pool, t, bounded ? CREW__HOLDS_SLOT : CREW__COUNTED);
+    rc = crew__enqueue(pool, t, bounded ? CREW__HOLDS_SLOT : CREW__COUNTED,
+                       crew__is_future(t) ? crew__future(t) : NULL);
     if (rc == 0)
         return 0;
+    if (rc == CREW_ENOMEM) {
+        /* Never queued: nobody else can have seen it. */
+        atomic_store_explicit(&t->waiting, CREW__UNCOUNTED,
+                              memory_order_relaxed);
+        crew__group_withdraw(crew__future(t));
+        atomic_store_explicit(&crew__future(t)->refs, 1,
+                              memory_order_relaxed);
+        crew__future_unref(crew__future(t));
+        atomic_fetch_sub_explicit(&pool->n_submitted, 1,
+                                  memory_order_relaxed);
+        if (out != NULL)
+            *out = NULL;
+        goto back_out;
+    }
     /* No worker at all, and none could start: take the task back if no
      * one has touched it yet.  The record stays queued and is freed by
      * whoever pops it. */

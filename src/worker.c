@@ -72,18 +72,28 @@ static void update_shown_locked(crew_t *pool)
 static struct crew__rec *take(crew_t *pool)
 {
     struct crew__rec *t = NULL;
+    /* Relaxed: a hint; the heap is read under its lock. */
+    bool heap = atomic_load_explicit(&pool->prio_n, memory_order_relaxed) > 0;
     int rc;
 
+    if (heap && (t = crew__prio_take(pool, false)) != NULL)
+        goto taken;
     for (;;) {
         crew__spin_lock(&pool->qlock);
         rc = crew__queue_pop(&pool->q, &t);
         crew__spin_unlock(&pool->qlock);
         if (rc == CREW__POP_OK)
             break;
-        if (rc == CREW__POP_EMPTY)
-            return NULL;
+        if (rc == CREW__POP_EMPTY) {
+            if (atomic_load_explicit(&pool->prio_n,
+                                     memory_order_relaxed) == 0 ||
+                (t = crew__prio_take(pool, true)) == NULL)
+                return NULL;
+            goto taken;
+        }
         sched_yield();          /* a producer is between its two steps */
     }
+taken:
     crew__unqueue(pool, t);
     return t;
 }
