@@ -1,35 +1,56 @@
-# The two commands of the README: `make bench` and `make test`.
+# The commands of the README: `make bench`, `make test`, `make install`.
 # Everything is built by CMake in build/<flavour>; this file only drives it.
 
 CMAKE ?= cmake
 CC ?= cc
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 BENCH_FLAGS ?=
+# Where `make install` puts crew; DESTDIR (empty) stages it under a root.
+PREFIX ?= /usr/local
+DESTDIR ?=
+# The optimised build that `make`, `make bench` and `make install` use.
+RELEASE_DIR ?= build/release
 
-.PHONY: all bench test deps test-plain test-asan test-tsan clean
+.PHONY: all bench install test deps style format clean \
+	test-plain test-asan test-tsan test-clang test-style test-consumer
 
-all: build/release/Makefile
-	$(CMAKE) --build build/release -j $(JOBS)
+all: $(RELEASE_DIR)/Makefile
+	$(CMAKE) --build $(RELEASE_DIR) -j $(JOBS)
 
-build/release/Makefile:
-	$(CMAKE) -S . -B build/release -DCMAKE_BUILD_TYPE=Release \
+$(RELEASE_DIR)/Makefile:
+	$(CMAKE) -S . -B $(RELEASE_DIR) -DCMAKE_BUILD_TYPE=Release \
 	    -DCREW_TESTS=OFF
 
 # Build optimised and run the seed workload (the main job).
-bench: build/release/Makefile
-	$(CMAKE) --build build/release -j $(JOBS) --target seed
-	./build/release/bench/seed $(BENCH_FLAGS)
+bench: $(RELEASE_DIR)/Makefile
+	$(CMAKE) --build $(RELEASE_DIR) -j $(JOBS) --target seed
+	./$(RELEASE_DIR)/bench/seed $(BENCH_FLAGS)
 
-# Install what the tests need, then run the suite plain, under
-# AddressSanitizer + UBSan, and under ThreadSanitizer.
+# Install the header, libcrew.a, libcrew.so, the CMake package and crew.pc
+# under $(DESTDIR)$(PREFIX) (docs/install.md).
+install: $(RELEASE_DIR)/Makefile
+	$(CMAKE) --build $(RELEASE_DIR) -j $(JOBS) --target crew crew_shared
+	DESTDIR="$(DESTDIR)" $(CMAKE) --install $(RELEASE_DIR) \
+	    --prefix "$(PREFIX)"
+
+# Install what the tests need, then check the style, run the suite plain,
+# under AddressSanitizer + UBSan, under ThreadSanitizer and built with
+# clang, and build a consumer program against the installed library.
 test: deps
 	./scripts/test.sh
 
 deps:
 	./scripts/deps.sh
 
-test-plain test-asan test-tsan: deps
+test-plain test-asan test-tsan test-clang test-style test-consumer: deps
 	./scripts/test.sh $(@:test-%=%)
+
+style: deps
+	./scripts/style.sh
+
+# Lay out the tests with clang-format (the library is laid out by hand).
+format:
+	find tests -name '*.[ch]' -exec clang-format -i {} +
 
 clean:
 	rm -rf build

@@ -6,6 +6,12 @@ command -v cmake >/dev/null 2>&1 || need="$need cmake"
 command -v cc >/dev/null 2>&1 || need="$need gcc"
 command -v clang >/dev/null 2>&1 || need="$need clang"
 command -v pkg-config >/dev/null 2>&1 || need="$need pkg-config"
+command -v make >/dev/null 2>&1 || need="$need make"
+# nm and readelf check the installed shared library (consumer.sh).
+command -v readelf >/dev/null 2>&1 || need="$need binutils"
+# The style checks (style.sh).
+command -v cppcheck >/dev/null 2>&1 || need="$need cppcheck"
+command -v clang-format >/dev/null 2>&1 || need="$need clang-format"
 pkg-config --exists check 2>/dev/null || need="$need check"
 [ -z "$need" ] && exit 0
 echo "deps: installing$need"

@@ -1,14 +1,19 @@
 #!/bin/sh
-# Builds and runs the test suite in up to four flavours (default: all):
+# Builds and runs the test suite in up to six flavours (default: all, in
+# this order):
+#   style  scripts/style.sh: 80 columns, documented API, cppcheck, layout
 #   plain  gcc, -O1 -g, -Werror
 #   asan   gcc, AddressSanitizer + UndefinedBehaviorSanitizer, and the
 #          fault-injection tests (every allocation and thread start fails
 #          in turn; LeakSanitizer checks nothing leaks)
 #   tsan   gcc, ThreadSanitizer, fault-injection tests included
 #   clang  clang, -O2, -Werror (the same code must build and pass with both)
+#   consumer  scripts/consumer.sh: install into a temporary prefix, check
+#          the exported symbols, build and run a program against it through
+#          find_package, pkg-config, plain cc and add_subdirectory
 # Exits non-zero on any failure.
 set -eu
-flavours=${*:-plain asan tsan clang}
+flavours=${*:-style plain asan tsan clang consumer}
 jobs=$(nproc 2>/dev/null || echo 2)
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -22,6 +27,10 @@ status=0
 for f in $flavours; do
     cc=gcc opt=-O1 fault=OFF
     case $f in
+    style|consumer)
+        echo "=== $f ==="
+        ./scripts/$f.sh || status=1
+        continue ;;
     plain) san="" ;;
     asan)  san="address;undefined" fault=ON ;;
     tsan)  san="thread" fault=ON ;;
