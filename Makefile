@@ -11,7 +11,7 @@ DESTDIR ?=
 # The optimised build that `make`, `make bench` and `make install` use.
 RELEASE_DIR ?= build/release
 
-.PHONY: all bench install test deps style format clean \
+.PHONY: all bench install test deps deps-build style format clean \
 	test-plain test-asan test-tsan test-clang test-style test-consumer
 
 all: $(RELEASE_DIR)/Makefile
@@ -22,7 +22,7 @@ $(RELEASE_DIR)/Makefile:
 	    -DCREW_TESTS=OFF
 
 # Build optimised and run the seed workload (the main job).
-bench: $(RELEASE_DIR)/Makefile
+bench: deps-build $(RELEASE_DIR)/Makefile
 	$(CMAKE) --build $(RELEASE_DIR) -j $(JOBS) --target seed
 	./$(RELEASE_DIR)/bench/seed $(BENCH_FLAGS)
 
@@ -38,6 +38,9 @@ install: $(RELEASE_DIR)/Makefile
 # clang, and build a consumer program against the installed library.
 test: deps
 	./scripts/test.sh
+
+deps-build:
+	./scripts/deps.sh build
 
 deps:
 	./scripts/deps.sh

@@ -85,8 +85,9 @@ typedef int (*crew_fn)(crew_ctx_t *ctx, void *arg, void **result);
  * crew_task_cancel() or crew_shutdown(), or a worker draining the queue
  * after crew_shutdown(CREW_SHUTDOWN_NOW)).  crew holds no lock while they
  * run.  They may submit (see crew_submit() for what happens when the queue
- * is full) and read statistics; they must not call crew_wait(),
- * crew_shutdown() or crew_free() on their own pool (CREW_EDEADLK).
+ * is full) and read statistics; crew_wait(), crew_shutdown() and
+ * crew_free() on their own pool return CREW_EDEADLK from a callback, on
+ * whatever thread it runs.
  * crew_wait() returns only after the callbacks of the tasks it waited for
  * have returned.
  *
@@ -304,15 +305,20 @@ CREW_API int crew_spawn(crew_t *pool, crew_fn fn, void *arg,
  * Wait for a future's task to finish and return its outcome: 0, the task's
  * own non-zero return value, or CREW_ECANCELED.  If `result` is not NULL,
  * the task's result is stored there and becomes the caller's (it will not
- * be given to free_result).  Called from a worker of the task's own pool,
- * the worker runs other queued tasks of that pool while it waits, so that
- * tasks waiting for tasks cannot starve the pool.  CREW_EINVAL for NULL.
+ * be given to free_result); with `result` NULL, an uncollected result goes
+ * to free_result when the future is released.  Called from a worker of the
+ * task's own pool, the worker runs other queued tasks of that pool while it
+ * waits, so that tasks waiting for tasks cannot starve the pool; those run
+ * on the waiting task's stack.  CREW_EINVAL for NULL, CREW_EDEADLK when a
+ * task waits for its own future.
  */
 CREW_API int crew_task_wait(crew_task_t *task, void **result);
 
 /*
  * As crew_task_wait(), but gives up after `timeout_ns` nanoseconds (0: do
- * not wait): CREW_ETIMEDOUT.  A negative timeout is CREW_EINVAL.
+ * not wait): CREW_ETIMEDOUT.  A negative timeout is CREW_EINVAL.  From a
+ * worker of the task's pool, a task it runs while helping is not cut
+ * short, so the call may return that much later than the timeout.
  */
 CREW_API int crew_task_wait_timeout(crew_task_t *task, int64_t timeout_ns,
                                     void **result);

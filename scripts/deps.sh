@@ -1,18 +1,23 @@
 #!/bin/sh
 # Installs what the build and the tests need, if it is missing (Debian).
+# `deps.sh build` checks only what building and benchmarking need.
 set -eu
 need=""
 command -v cmake >/dev/null 2>&1 || need="$need cmake"
 command -v cc >/dev/null 2>&1 || need="$need gcc"
-command -v clang >/dev/null 2>&1 || need="$need clang"
-command -v pkg-config >/dev/null 2>&1 || need="$need pkg-config"
 command -v make >/dev/null 2>&1 || need="$need make"
-# nm and readelf check the installed shared library (consumer.sh).
-command -v readelf >/dev/null 2>&1 || need="$need binutils"
-# The style checks (style.sh).
-command -v cppcheck >/dev/null 2>&1 || need="$need cppcheck"
-command -v clang-format >/dev/null 2>&1 || need="$need clang-format"
-pkg-config --exists check 2>/dev/null || need="$need check"
+if [ "${1:-}" = build ]; then
+    :
+else
+    command -v clang >/dev/null 2>&1 || need="$need clang"
+    command -v pkg-config >/dev/null 2>&1 || need="$need pkg-config"
+    # nm and readelf check the installed shared library (consumer.sh).
+    command -v readelf >/dev/null 2>&1 || need="$need binutils"
+    # The style checks (style.sh).
+    command -v cppcheck >/dev/null 2>&1 || need="$need cppcheck"
+    command -v clang-format >/dev/null 2>&1 || need="$need clang-format"
+    pkg-config --exists check 2>/dev/null || need="$need check"
+fi
 [ -z "$need" ] && exit 0
 echo "deps: installing$need"
 if [ "$(id -u)" -ne 0 ]; then

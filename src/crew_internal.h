@@ -84,6 +84,7 @@ struct crew_task {
     void *result;
     bool result_taken;
     bool done;                 /* under mu: err and result are set */
+    bool has_owner;            /* a caller holds it as a future */
     crew_result_cb on_result;
     crew_error_cb on_error;
     void (*free_result)(void *);
@@ -308,9 +309,21 @@ static inline void crew__spin_unlock(atomic_bool *l)
 /* The worker this thread is, if any (NULL outside every pool). */
 extern _Thread_local struct crew__worker *crew__self;
 
+/* The pool whose callback this thread is running, if any. */
+extern _Thread_local const crew_t *crew__callback_pool;
+
+/* The task this thread is running, if any (innermost). */
+extern _Thread_local const struct crew__rec *crew__running;
+
 static inline bool crew__inside(const crew_t *pool)
 {
     return crew__self != NULL && crew__self->pool == pool;
+}
+
+/* Would a call that waits for the pool's work wait for itself? */
+static inline bool crew__would_deadlock(const crew_t *pool)
+{
+    return crew__inside(pool) || crew__callback_pool == pool;
 }
 
 /* worker.c */

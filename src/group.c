@@ -193,8 +193,14 @@ void crew__group_done(struct crew_task *f, int err)
     group_counts_locked(g, &p);
     pthread_mutex_unlock(&g->mu);
     if (g->opts.on_progress != NULL &&
-        progress_due(&g->last_progress, g->opts.progress_interval_ns, idle))
+        progress_due(&g->last_progress, g->opts.progress_interval_ns,
+                     idle)) {
+        const crew_t *outer = crew__callback_pool;
+
+        crew__callback_pool = g->pool;
         g->opts.on_progress(&p, g->opts.user);
+        crew__callback_pool = outer;
+    }
     f->group = NULL;
     group_unref(g);
 }
@@ -220,7 +226,13 @@ void crew__pool_progress(crew_t *pool)
     p.running = st.running;
     p.queued = st.submitted - st.completed - st.failed - st.cancelled -
                st.running;
-    pool->opts.on_progress(&p, pool->opts.user);
+    {
+        const crew_t *outer = crew__callback_pool;
+
+        crew__callback_pool = pool;
+        pool->opts.on_progress(&p, pool->opts.user);
+        crew__callback_pool = outer;
+    }
 }
 
 static bool group_idle(crew_group_t *g)

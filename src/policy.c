@@ -460,7 +460,8 @@ void crew__run_proxy(crew_t *pool, struct crew__rec *proxy,
     uint64_t p = PHASE(k, CREW__PH_QUEUED);
     struct crew_ctx ctx = { pool, &f->rec, worker_id, k, 0 };
     struct crew_task *prev = NULL;
-    bool timed = f->timeout_ns > 0;
+    const struct crew__rec *outer;
+    bool timed = f->timeout_ns > 0, late;
     void *result = NULL;
     int err;
 
@@ -496,11 +497,22 @@ void crew__run_proxy(crew_t *pool, struct crew__rec *proxy,
     ctx.deadline = atomic_load_explicit(&f->deadline, memory_order_relaxed);
     atomic_fetch_add_explicit(&pool->n_running, 1, memory_order_relaxed);
     crew__group_running(&f->rec, 1);
+    outer = crew__running;
+    crew__running = &f->rec;
     err = f->rec.fn(&ctx, f->rec.arg, &result);
+    crew__running = outer;
     crew__group_running(&f->rec, -1);
     atomic_fetch_sub_explicit(&pool->n_running, 1, memory_order_relaxed);
     if (timed)
         leave(pool, prev);
+    /*
+     * Past its deadline, an attempt is late even if the timer thread has
+     * not got round to it yet: the outcome must not depend on how busy
+     * that thread is.  Its result goes to free_result below.
+     */
+    late = timed && crew__now_ns() >= ctx.deadline;
+    if (late)
+        err = CREW_ETIMEDOUT;
 
     p = PHASE(k, CREW__PH_RUNNING);
     if (want_retry(f, err)) {
@@ -508,6 +520,9 @@ void crew__run_proxy(crew_t *pool, struct crew__rec *proxy,
                 &f->phase, &p, PHASE(k + 1, CREW__PH_WAIT),
                 memory_order_acq_rel, memory_order_acquire)) {
             timer_del(pool, f);
+            if (late)
+                atomic_fetch_add_explicit(&pool->n_timed_out, 1,
+                                          memory_order_relaxed);
             if (result != NULL && f->free_result != NULL)
                 f->free_result(result);
             schedule_retry(pool, f, k, err, true);
@@ -516,6 +531,13 @@ void crew__run_proxy(crew_t *pool, struct crew__rec *proxy,
     } else if (atomic_compare_exchange_strong_explicit(
                    &f->phase, &p, PHASE(k, CREW__PH_FINAL),
                    memory_order_acq_rel, memory_order_acquire)) {
+        if (late) {
+            atomic_fetch_add_explicit(&pool->n_timed_out, 1,
+                                      memory_order_relaxed);
+            if (result != NULL && f->free_result != NULL)
+                f->free_result(result);
+            result = NULL;
+        }
         finish(pool, f, err, result, true);
         goto drop;
     }

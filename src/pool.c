@@ -303,7 +303,7 @@ int crew_wait(crew_t *pool)
 {
     if (pool == NULL)
         return CREW_EINVAL;
-    if (crew__inside(pool))
+    if (crew__would_deadlock(pool))
         return CREW_EDEADLK;    /* its own task would never finish */
     pthread_mutex_lock(&pool->lock);
     /* seq_cst: the store half; crew__finish_one stores outstanding and
@@ -322,7 +322,7 @@ int crew_shutdown(crew_t *pool, int how)
     if (pool == NULL ||
         (how != CREW_SHUTDOWN_DRAIN && how != CREW_SHUTDOWN_NOW))
         return CREW_EINVAL;
-    if (crew__inside(pool))
+    if (crew__would_deadlock(pool))
         return CREW_EDEADLK;
     return stop(pool, how);
 }
@@ -334,7 +334,7 @@ int crew_free(crew_t *pool)
 
     if (pool == NULL)
         return 0;
-    if (crew__inside(pool))
+    if (crew__would_deadlock(pool))
         return CREW_EDEADLK;
     stop(pool, CREW_SHUTDOWN_DRAIN);
     /* Records left in the queue were cancelled or withdrawn before they

@@ -222,28 +222,42 @@ void crew__report(crew_t *pool, struct crew__rec *t, int err, void *result)
             error_user = f->user;
         }
     }
-    if (err == 0 && on_result != NULL)
-        on_result(t->arg, result, result_user);
-    else if (err != 0 && on_error != NULL)
-        on_error(t->arg, err, error_user);
+    if ((err == 0 && on_result != NULL) || (err != 0 && on_error != NULL)) {
+        const crew_t *outer = crew__callback_pool;
 
-    if (!crew__is_future(t)) {
+        /* So that crew_wait() and friends called from the callback on a
+         * thread that is not a worker (a canceller, the timer) see that
+         * they would wait for themselves. */
+        crew__callback_pool = pool;
+        if (err == 0)
+            on_result(t->arg, result, result_user);
+        else
+            on_error(t->arg, err, error_user);
+        crew__callback_pool = outer;
+    }
+
+    /* Nobody can collect the result of a task without a future. */
+    if (!crew__is_future(t) || !crew__future(t)->has_owner) {
+        if (crew__is_future(t))
+            free_result = crew__future(t)->free_result;
         if (result != NULL && free_result != NULL)
             free_result(result);
-        return;
+        result = NULL;
+        if (!crew__is_future(t))
+            return;
     }
     f = crew__future(t);
     pthread_mutex_lock(&f->mu);
     f->err = err;
     f->result = result;
-    if (err == CREW_ECANCELED) {
-        /* state is CANCELED already: the canceller's CAS put it there. */
-    } else {
-        /* Release: pairs with the acquire loads in the future calls, which
-         * then see err and result. */
+    /* A cancelled task's state is CANCELED already (the canceller put it
+     * there); one that ran is DONE or FAILED, whatever it returned, even
+     * CREW_ECANCELED.  Release: pairs with the acquire loads in the
+     * future calls, which then see err and result. */
+    if (atomic_load_explicit(&t->state, memory_order_relaxed) !=
+        CREW__CANCELED)
         atomic_store_explicit(&t->state, err == 0 ? CREW__DONE : CREW__FAILED,
                               memory_order_release);
-    }
     f->done = true;
     if (f->waiters > 0)
         pthread_cond_broadcast(&f->cv);
@@ -271,9 +285,13 @@ bool crew__cancel_record(crew_t *pool, struct crew__rec *t)
     return true;
 }
 
+_Thread_local const crew_t *crew__callback_pool;
+_Thread_local const struct crew__rec *crew__running;
+
 void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id)
 {
     struct crew_ctx ctx = { pool, t, worker_id, 1, 0 };
+    const struct crew__rec *outer;
     int expect = CREW__QUEUED;
     void *result = NULL;
     int err;
@@ -302,7 +320,10 @@ void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id)
     }
     atomic_fetch_add_explicit(&pool->n_running, 1, memory_order_relaxed);
     crew__group_running(t, 1);
+    outer = crew__running;
+    crew__running = t;
     err = t->fn(&ctx, t->arg, &result);
+    crew__running = outer;
     crew__group_running(t, -1);
     atomic_fetch_sub_explicit(&pool->n_running, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(err == 0 ? &pool->n_completed : &pool->n_failed,
@@ -344,6 +365,7 @@ static struct crew__rec *new_record(crew_t *pool, crew_fn fn, void *arg,
         /* The caller's reference (if it wants the future) and the pool's,
          * which it drops once the task has been reported. */
         atomic_init(&f->refs, future ? 2 : 1);
+        f->has_owner = future;
         atomic_init(&f->cancel_requested, false);
         f->free_result = pool->opts.free_result;
         if (opts != NULL) {
@@ -417,11 +439,11 @@ static int submit(crew_t *pool, crew_fn fn, void *arg,
         *out = NULL;
     if (pool == NULL || fn == NULL)
         return CREW_EINVAL;
+    rc = crew__policy_check(opts);
+    if (rc != 0)
+        return rc;
     policy = crew__uses_policy(pool, opts);
     if (policy) {
-        rc = crew__policy_check(opts);
-        if (rc != 0)
-            return rc;
         rc = crew__timer_ensure(pool);
         if (rc != 0)
             goto rejected;
@@ -611,6 +633,8 @@ static int wait_common(crew_task_t *t, int64_t timeout_ns, void **result)
 
     if (t == NULL || !crew__is_future(&t->rec))
         return CREW_EINVAL;
+    if (crew__running == &t->rec)
+        return CREW_EDEADLK;    /* a task waiting for itself */
     if (timeout_ns >= 0)
         crew__deadline(&deadline, timeout_ns);
     pool = t->pool;
