@@ -11,7 +11,7 @@ DESTDIR ?=
 # The optimised build that `make`, `make bench` and `make install` use.
 RELEASE_DIR ?= build/release
 
-.PHONY: all bench install test deps deps-build style format clean \
+.PHONY: all bench bench-locks install test deps deps-build style format clean \
 	test-plain test-asan test-tsan test-clang test-style test-consumer
 
 all: $(RELEASE_DIR)/Makefile
@@ -25,6 +25,11 @@ $(RELEASE_DIR)/Makefile:
 bench: deps-build $(RELEASE_DIR)/Makefile
 	$(CMAKE) --build $(RELEASE_DIR) -j $(JOBS) --target seed
 	./$(RELEASE_DIR)/bench/seed $(BENCH_FLAGS)
+
+# The queue lock choices on a contended workload (bench/locks.c).
+bench-locks: deps-build $(RELEASE_DIR)/Makefile
+	$(CMAKE) --build $(RELEASE_DIR) -j $(JOBS) --target locks
+	./$(RELEASE_DIR)/bench/locks $(BENCH_FLAGS)
 
 # Install the header, libcrew.a, libcrew.so, the CMake package and crew.pc
 # under $(DESTDIR)$(PREFIX) (docs/install.md).

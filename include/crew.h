@@ -123,6 +123,28 @@ typedef void (*crew_progress_cb)(const crew_progress_t *p, void *user);
 typedef void (*crew_thread_hook)(crew_t *pool, unsigned worker_id,
                                  void *user);
 
+/*
+ * The lock that guards the task queue's consumer side, taken once by every
+ * take of a task (see crew_opts_t.lock).  The rest of the pool's state is
+ * guarded by a pthread mutex that only slow paths take (sleeping, waking,
+ * growing, waiting), with condition variables, which need a mutex.
+ */
+enum crew_lock_kind {
+    CREW_LOCK_DEFAULT = 0,    /* spins briefly, then yields the CPU */
+    CREW_LOCK_MUTEX,          /* a pthread mutex */
+    CREW_LOCK_SPIN,           /* spins only (for pools no bigger than the
+                                 number of cores) */
+    CREW_LOCK_CUSTOM          /* the user's, through crew_lock_ops_t */
+};
+
+/* A lock the user supplies: lock and unlock its `ctx`.  Both must be
+ * safe to call from any thread; they must not call into crew. */
+typedef struct crew_lock_ops {
+    void (*lock)(void *ctx);
+    void (*unlock)(void *ctx);
+    void *ctx;
+} crew_lock_ops_t;
+
 /* Pool options.  Zero means the default given beside each field. */
 typedef struct crew_opts {
     unsigned min_workers;     /* workers kept alive when idle; default 0 */
@@ -154,6 +176,8 @@ typedef struct crew_opts {
                                  one priority level per this many ns, so
                                  none starves (every task then goes
                                  through the priority queue) */
+    int lock;                 /* enum crew_lock_kind */
+    const crew_lock_ops_t *lock_ops; /* for CREW_LOCK_CUSTOM; copied */
 } crew_opts_t;
 
 /* How long a retried task waits before its next attempt. */

@@ -105,7 +105,8 @@ struct crew_task {
     struct crew__worker *_Atomic runner; /* worker of the running attempt */
     _Atomic int64_t deadline;  /* of the current attempt; 0: none */
     int64_t timeout_ns;        /* per attempt; 0: none */
-    unsigned retries_left;     /* changed only by the phase CAS winner */
+    _Atomic unsigned retries_left; /* changed only by the phase CAS winner;
+                                  a late attempt may read it meanwhile */
     crew_backoff_t backoff;
     crew_retry_fn retry_if;
     int64_t delay_ns;
@@ -241,7 +242,11 @@ struct crew {
     _Atomic uint64_t n_running;
 
     _Alignas(CREW__CACHELINE) atomic_bool qlock; /* serialises queue pops
-                                  (single consumer); a spin lock */
+                                  (single consumer); a spin lock, unless
+                                  opts.lock chose another (qmutex, or
+                                  opts.lock_ops) */
+    pthread_mutex_t qmutex;    /* CREW_LOCK_MUTEX */
+    crew_lock_ops_t qops;      /* CREW_LOCK_CUSTOM */
 
     pthread_mutex_t lock;      /* guards everything below */
     pthread_cond_t work_cv;    /* sleeping workers */
@@ -305,6 +310,47 @@ static inline void crew__spin_unlock(atomic_bool *l)
 {
     atomic_store_explicit(l, false, memory_order_release);
 }
+
+/* Spin only, for pools no bigger than the machine. */
+static inline void crew__pure_spin_lock(atomic_bool *l)
+{
+    /* Acquire/relaxed: as in crew__spin_lock. */
+    while (atomic_exchange_explicit(l, true, memory_order_acquire))
+        while (atomic_load_explicit(l, memory_order_relaxed))
+            crew__cpu_relax();
+}
+
+/* Take and release the queue's consumer lock, whichever kind it is. */
+#define crew__qlock(pool)                                                  \
+    do {                                                                   \
+        switch ((pool)->opts.lock) {                                       \
+        case CREW_LOCK_MUTEX:                                              \
+            pthread_mutex_lock(&(pool)->qmutex);                           \
+            break;                                                         \
+        case CREW_LOCK_SPIN:                                               \
+            crew__pure_spin_lock(&(pool)->qlock);                          \
+            break;                                                         \
+        case CREW_LOCK_CUSTOM:                                             \
+            (pool)->qops.lock((pool)->qops.ctx);                           \
+            break;                                                         \
+        default:                                                           \
+            crew__spin_lock(&(pool)->qlock);                               \
+        }                                                                  \
+    } while (0)
+
+#define crew__qunlock(pool)                                                \
+    do {                                                                   \
+        switch ((pool)->opts.lock) {                                       \
+        case CREW_LOCK_MUTEX:                                              \
+            pthread_mutex_unlock(&(pool)->qmutex);                         \
+            break;                                                         \
+        case CREW_LOCK_CUSTOM:                                             \
+            (pool)->qops.unlock((pool)->qops.ctx);                         \
+            break;                                                         \
+        default:                                                           \
+            crew__spin_unlock(&(pool)->qlock);                             \
+        }                                                                  \
+    } while (0)
 
 /* The worker this thread is, if any (NULL outside every pool). */
 extern _Thread_local struct crew__worker *crew__self;

@@ -80,7 +80,7 @@ void crew__policy_init(struct crew_task *f, const crew_t *pool,
     if (opts != NULL) {
         if (opts->timeout_ns != 0)
             f->timeout_ns = opts->timeout_ns;
-        f->retries_left = opts->retries;
+        atomic_init(&f->retries_left, opts->retries);
         f->backoff = opts->backoff;
         f->retry_if = opts->retry_if;
         f->delay_ns = opts->delay_ns;
@@ -238,7 +238,14 @@ static int64_t backoff_ns(crew_t *pool, struct crew_task *f, unsigned failed)
 /* Should an attempt that ended with err be followed by another? */
 static bool want_retry(struct crew_task *f, int err)
 {
-    if (err == 0 || f->retries_left == 0 || err == CREW_ECANCELED)
+    /*
+     * Relaxed: the attempt that may act on this read is ordered after the
+     * last decrement by the chain of phase CASes (acq_rel) that led to
+     * it; a late attempt reads it too, but its CAS then fails and the
+     * value is not used.
+     */
+    if (err == 0 || err == CREW_ECANCELED ||
+        atomic_load_explicit(&f->retries_left, memory_order_relaxed) == 0)
         return false;
     /* Relaxed: a request flag; a retry that races with it is harmless. */
     if (atomic_load_explicit(&f->cancel_requested, memory_order_relaxed))
@@ -308,7 +315,8 @@ static void schedule_retry(crew_t *pool, struct crew_task *f, unsigned k,
 {
     int64_t wait = backoff_ns(pool, f, k);
 
-    f->retries_left--;
+    /* Relaxed: see want_retry(). */
+    atomic_fetch_sub_explicit(&f->retries_left, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&pool->n_retries, 1, memory_order_relaxed);
     /* Release: crew_task_state() readers see the task waiting again. */
     atomic_store_explicit(&f->rec.state, CREW__QUEUED, memory_order_release);
@@ -515,7 +523,11 @@ void crew__run_proxy(crew_t *pool, struct crew__rec *proxy,
         err = CREW_ETIMEDOUT;
 
     p = PHASE(k, CREW__PH_RUNNING);
-    if (want_retry(f, err)) {
+    /* Acquire: a cheap look first, so that the deadline having won is
+     * usually noticed before retry_if is asked in vain. */
+    if (atomic_load_explicit(&f->phase, memory_order_acquire) != p) {
+        /* the deadline won; fall through to the late path below */
+    } else if (want_retry(f, err)) {
         if (atomic_compare_exchange_strong_explicit(
                 &f->phase, &p, PHASE(k + 1, CREW__PH_WAIT),
                 memory_order_acq_rel, memory_order_acquire)) {

@@ -69,6 +69,12 @@ static int check_opts(crew_opts_t *o)
         o->max_overtime = o->max_workers;
     if (o->max_overtime > CREW_MAX_WORKERS)
         return CREW_EINVAL;
+    if (o->lock < CREW_LOCK_DEFAULT || o->lock > CREW_LOCK_CUSTOM)
+        return CREW_EINVAL;
+    if (o->lock == CREW_LOCK_CUSTOM &&
+        (o->lock_ops == NULL || o->lock_ops->lock == NULL ||
+         o->lock_ops->unlock == NULL))
+        return CREW_EINVAL;
     return 0;
 }
 
@@ -96,13 +102,18 @@ static void destroy_sync(crew_t *pool)
     pthread_cond_destroy(&pool->space_cv);
     pthread_cond_destroy(&pool->work_cv);
     pthread_mutex_destroy(&pool->lock);
+    pthread_mutex_destroy(&pool->qmutex);
 }
 
 static int init_sync(crew_t *pool)
 {
     atomic_init(&pool->qlock, false);
-    if (pthread_mutex_init(&pool->lock, NULL) != 0)
+    if (pthread_mutex_init(&pool->qmutex, NULL) != 0)
         return -1;
+    if (pthread_mutex_init(&pool->lock, NULL) != 0) {
+        pthread_mutex_destroy(&pool->qmutex);
+        return -1;
+    }
     if (crew__cond_init(&pool->work_cv) != 0)
         goto no_work;
     if (crew__cond_init(&pool->space_cv) != 0)
@@ -129,6 +140,7 @@ no_space:
     pthread_cond_destroy(&pool->work_cv);
 no_work:
     pthread_mutex_destroy(&pool->lock);
+    pthread_mutex_destroy(&pool->qmutex);
     return -1;
 }
 
@@ -257,6 +269,10 @@ int crew_create(crew_t **out, const crew_opts_t *opts)
         return CREW_ENOMEM;
     memset(pool, 0, sizeof(*pool));
     pool->opts = o;
+    if (o.lock == CREW_LOCK_CUSTOM) {
+        pool->qops = *o.lock_ops;
+        pool->opts.lock_ops = NULL;     /* not ours to keep */
+    }
     if (init_sync(pool) != 0) {
         free(pool);
         return CREW_ENOMEM;

@@ -79,9 +79,9 @@ static struct crew__rec *take(crew_t *pool)
     if (heap && (t = crew__prio_take(pool, false)) != NULL)
         goto taken;
     for (;;) {
-        crew__spin_lock(&pool->qlock);
+        crew__qlock(pool);
         rc = crew__queue_pop(&pool->q, &t);
-        crew__spin_unlock(&pool->qlock);
+        crew__qunlock(pool);
         if (rc == CREW__POP_OK)
             break;
         if (rc == CREW__POP_EMPTY) {
