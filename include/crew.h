@@ -165,9 +165,9 @@ typedef struct crew_opts {
     void (*free_result)(void *result); /* optional: frees a result nobody
                                  will collect (future released first) */
     void *user;               /* passed to every hook and callback */
-    int64_t task_timeout_ns;  /* default per-attempt timeout of tasks
-                                 spawned with options (see crew_task_opts);
-                                 0: none */
+    int64_t task_timeout_ns;  /* default per-attempt timeout of every
+                                 task, plain submits included (see
+                                 crew_spawn()); 0: none */
     unsigned max_overtime;    /* workers stuck in timed-out tasks that may
                                  be replaced; default max_workers */
     crew_progress_cb on_progress; /* optional: the pool's progress */
@@ -239,7 +239,8 @@ enum crew_task_state {
     CREW_TASK_QUEUED = 0,
     CREW_TASK_RUNNING,
     CREW_TASK_DONE,           /* ran and returned 0 */
-    CREW_TASK_FAILED,         /* ran and returned non-zero */
+    CREW_TASK_FAILED,         /* ran and returned non-zero, or timed
+                                 out (queued or running) */
     CREW_TASK_CANCELED        /* never ran */
 };
 
@@ -248,7 +249,8 @@ typedef struct crew_stats {
     uint64_t submitted;       /* tasks accepted */
     uint64_t completed;       /* ran and returned 0 */
     uint64_t failed;          /* ran and returned non-zero */
-    uint64_t cancelled;       /* accepted but never ran */
+    uint64_t cancelled;       /* ended by cancellation: never ran, or
+                                 cancelled while waiting for a retry */
     uint64_t rejected;        /* submits refused: full, timed out, shut
                                  down, out of memory or threads */
     uint64_t retries;         /* attempts after the first */
@@ -384,9 +386,13 @@ CREW_API int crew_wait(crew_t *pool);
  * CREW_SHUTDOWN_NOW queued tasks are cancelled (reported with
  * CREW_ECANCELED) and running ones are asked to stop
  * (crew_ctx_cancelled()) and finish.  Returns when every accepted task has
- * finished and every worker thread has exited.  Calling it again is
+ * finished and every worker thread has exited, except workers still stuck
+ * in an attempt that timed out (already reported; see crew_spawn()): C
+ * cannot stop them, so they are left behind, detached, and the pool's
+ * memory lives on until the last of them returns.  Calling it again is
  * harmless (it waits as the first call does).  Returns 0, CREW_EINVAL, or
- * CREW_EDEADLK from a worker of the same pool (nothing is done then).
+ * CREW_EDEADLK from a worker or a callback of the same pool (nothing is
+ * done then).
  */
 CREW_API int crew_shutdown(crew_t *pool, int how);
 
