@@ -11,7 +11,7 @@ DESTDIR ?=
 # The optimised build that `make`, `make bench` and `make install` use.
 RELEASE_DIR ?= build/release
 
-.PHONY: all bench bench-locks install test deps deps-build style format clean \
+.PHONY: all bench bench-locks stress install test deps deps-build style format clean \
 	test-plain test-asan test-tsan test-clang test-style test-consumer
 
 all: $(RELEASE_DIR)/Makefile
@@ -30,6 +30,17 @@ bench: deps-build $(RELEASE_DIR)/Makefile
 bench-locks: deps-build $(RELEASE_DIR)/Makefile
 	$(CMAKE) --build $(RELEASE_DIR) -j $(JOBS) --target locks
 	./$(RELEASE_DIR)/bench/locks $(BENCH_FLAGS)
+
+# Run the stress harness long (many seeds) and print its totals.
+STRESS_FLAGS ?= --seconds 60 --threads 4
+
+stress: deps build/stress/Makefile
+	$(CMAKE) --build build/stress -j $(JOBS) --target stress
+	./build/stress/tests/stress/stress $(STRESS_FLAGS)
+
+build/stress/Makefile:
+	$(CMAKE) -S . -B build/stress -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DCREW_BENCH=OFF -DCREW_EXAMPLES=OFF
 
 # Install the header, libcrew.a, libcrew.so, the CMake package and crew.pc
 # under $(DESTDIR)$(PREFIX) (docs/install.md).

@@ -99,6 +99,7 @@ struct crew_task {
     /* --- group (group.c); gprev/gnext under group->mu --- */
     crew_group_t *group;
     struct crew_task *gprev, *gnext;
+    bool g_running, g_reported;
 
     /* --- policies (rec.flags & CREW__F_POLICY; policy.c) --- */
     _Atomic uint64_t phase;    /* attempt << 8 | CREW__PH_* */
@@ -392,6 +393,7 @@ int crew__group_add(crew_group_t *g, struct crew_task *f);
 void crew__group_withdraw(struct crew_task *f);
 void crew__group_running(struct crew__rec *t, int delta);
 void crew__group_done(struct crew_task *f, int err);
+void crew__group_unref(crew_group_t *g);
 void crew__pool_progress(crew_t *pool);
 
 /* task.c */

@@ -7,7 +7,9 @@
  * and its waiters.  Everything about the group is under group->mu, a leaf
  * lock: nothing else is taken while it is held, and no user code runs
  * under it.  A member task is linked into group->members from its spawn
- * until it is reported; each member holds a reference on the group.
+ * until it is reported, and holds a reference on the group until the task
+ * itself is freed (a timed-out attempt may still be running after the task
+ * was reported, and it touches the group when it returns).
  */
 #include "crew_internal.h"
 
@@ -49,7 +51,7 @@ int crew_group_create(crew_t *pool, const crew_group_opts_t *opts,
     return 0;
 }
 
-static void group_unref(crew_group_t *g)
+void crew__group_unref(crew_group_t *g)
 {
     /* acq_rel: the last owner sees every other owner's writes. */
     if (atomic_fetch_sub_explicit(&g->refs, 1, memory_order_acq_rel) != 1)
@@ -62,7 +64,7 @@ static void group_unref(crew_group_t *g)
 void crew_group_free(crew_group_t *g)
 {
     if (g != NULL)
-        group_unref(g);
+        crew__group_unref(g);
 }
 
 static void link_locked(crew_group_t *g, struct crew_task *f)
@@ -122,17 +124,30 @@ void crew__group_withdraw(struct crew_task *f)
         pthread_cond_broadcast(&g->cv);
     pthread_mutex_unlock(&g->mu);
     f->group = NULL;
-    group_unref(g);
+    crew__group_unref(g);
 }
 
+/*
+ * A member starts or stops running an attempt.  `g_running` says whether
+ * it is counted in group->running, so that a member reported while an
+ * attempt still runs (a timeout) is not counted twice nor left over.
+ */
 void crew__group_running(struct crew__rec *t, int delta)
 {
+    struct crew_task *f;
     crew_group_t *g;
 
     if (!crew__is_future(t) || (g = crew__future(t)->group) == NULL)
         return;
+    f = crew__future(t);
     pthread_mutex_lock(&g->mu);
-    g->running += (uint64_t)(int64_t)delta;
+    if (delta > 0 && !f->g_reported) {
+        f->g_running = true;
+        g->running++;
+    } else if (delta < 0 && f->g_running) {
+        f->g_running = false;
+        g->running--;
+    }
     pthread_mutex_unlock(&g->mu);
 }
 
@@ -176,6 +191,11 @@ void crew__group_done(struct crew_task *f, int err)
         return;
     pthread_mutex_lock(&g->mu);
     unlink_locked(g, f);
+    f->g_reported = true;
+    if (f->g_running) {
+        f->g_running = false;
+        g->running--;
+    }
     /* As the pool counts: cancelled means it never ran. */
     if (atomic_load_explicit(&f->rec.state, memory_order_acquire) ==
         CREW__CANCELED)
@@ -201,8 +221,7 @@ void crew__group_done(struct crew_task *f, int err)
         g->opts.on_progress(&p, g->opts.user);
         crew__callback_pool = outer;
     }
-    f->group = NULL;
-    group_unref(g);
+    /* The reference on the group goes with the task (future_free). */
 }
 
 void crew__pool_progress(crew_t *pool)

@@ -411,9 +411,12 @@ int crew_resize(crew_t *pool, unsigned min_workers, unsigned max_workers)
     if (atomic_load_explicit(&pool->live, memory_order_relaxed) <=
         max_workers)
         pool->max_shown = max_workers;
-    /* Sleepers re-check the bounds; blocked submitters re-check room. */
+    /* Sleepers re-check the bounds; blocked submitters re-check room;
+     * an earlier resize waiting for a shrink re-checks against the new
+     * target, which may already hold. */
     pthread_cond_broadcast(&pool->work_cv);
     pthread_cond_broadcast(&pool->space_cv);
+    pthread_cond_broadcast(&pool->done_cv);
     /* Shrink: wait for busy workers to finish and retire, unless we are
      * one of them.  A later resize may raise the target meanwhile. */
     if (!crew__inside(pool)) {

@@ -170,6 +170,8 @@ static void future_free(struct crew_task *f)
 {
     if (f->result != NULL && !f->result_taken && f->free_result != NULL)
         f->free_result(f->result);
+    if (f->group != NULL)
+        crew__group_unref(f->group);
     pthread_mutex_destroy(&f->mu);
     pthread_cond_destroy(&f->cv);
     free(f);
@@ -341,8 +343,9 @@ static struct crew__rec *new_record(crew_t *pool, crew_fn fn, void *arg,
 
     bool heap = crew__uses_heap(pool, opts);
 
-    if (!future && !policy && !heap &&
-        (opts == NULL || opts->group == NULL)) {
+    /* A plain record only without options: their callbacks, user and
+     * free_result live in the full struct. */
+    if (!future && !policy && !heap && opts == NULL) {
         t = crew__malloc(sizeof(*t));
         if (t == NULL)
             return NULL;
