@@ -178,6 +178,15 @@ typedef struct crew_opts {
                                  through the priority queue) */
     int lock;                 /* enum crew_lock_kind */
     const crew_lock_ops_t *lock_ops; /* for CREW_LOCK_CUSTOM; copied */
+    bool fibers;              /* run tasks on fibers: max_workers then
+                                 bounds tasks in flight (default 1024),
+                                 `threads` bounds OS threads; see
+                                 crew_sleep() */
+    unsigned threads;         /* fiber mode: OS threads; default: online
+                                 CPUs */
+    size_t fiber_stack_size;  /* fiber mode: bytes per fiber stack, plus a
+                                 guard page; default 64 KiB; 16 KiB to
+                                 1 GiB */
 } crew_opts_t;
 
 /* How long a retried task waits before its next attempt. */
@@ -256,6 +265,8 @@ typedef struct crew_stats {
     uint64_t retries;         /* attempts after the first */
     uint64_t timed_out;       /* attempts whose deadline passed */
     unsigned overtime_workers; /* stuck in a timed-out task */
+    unsigned threads;         /* live OS threads of the pool (in thread
+                                 mode the same as workers) */
     uint64_t queued;          /* accepted, waiting to start */
     uint64_t running;         /* running now */
     unsigned workers;         /* live worker threads */
@@ -486,6 +497,20 @@ CREW_API void crew_group_progress(crew_group_t *group, crew_progress_t *p);
  * not be used afterwards.  NULL is a no-op.
  */
 CREW_API void crew_group_free(crew_group_t *group);
+
+/*
+ * Wait `ns` nanoseconds.  On a fiber (crew_opts_t.fibers) the fiber parks
+ * in its thread's timer and the thread runs other tasks meanwhile; on any
+ * other thread it sleeps (nanosleep).  So task code runs unchanged in both
+ * modes.  Returns 0, or CREW_EINVAL for a negative time.
+ */
+CREW_API int crew_sleep(int64_t ns);
+
+/*
+ * Let others run: on a fiber, the fiber goes to the back of its thread's
+ * ready list; on any other thread, sched_yield().
+ */
+CREW_API void crew_yield(void);
 
 /* Inside a task: which attempt this is (1 for the first). */
 CREW_API unsigned crew_ctx_attempt(const crew_ctx_t *ctx);

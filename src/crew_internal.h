@@ -227,6 +227,9 @@ struct crew {
                                   not yet handed a wake token */
     _Atomic unsigned waking;   /* wake tokens in flight (== tokens) */
     _Atomic unsigned live;     /* worker threads counted as alive */
+    _Atomic unsigned fibers_live; /* fiber mode: tasks on fibers */
+    _Atomic unsigned fiber_max;   /* fiber mode: the budget (max_workers) */
+    _Atomic unsigned fibers_peak; /* fiber mode: most fibers at once */
     _Atomic unsigned max_target; /* bound every decision uses */
     _Atomic unsigned space_waiters; /* submitters blocked on a full queue */
     _Atomic unsigned wait_waiters;  /* crew_wait()/shutdown callers */
@@ -373,7 +376,15 @@ static inline bool crew__would_deadlock(const crew_t *pool)
     return crew__inside(pool) || crew__callback_pool == pool;
 }
 
+/* fiber.c */
+void crew__sched_loop(crew_t *pool, struct crew__worker *w);
+bool crew__in_fiber(void);
+void crew__fiber_yield(void);
+bool crew__fiber_budget_left(crew_t *pool);
+
 /* worker.c */
+struct crew__rec *crew__take(crew_t *pool);
+bool crew__idle(crew_t *pool, int64_t until_ns, bool stay);
 int crew__spawn_locked(crew_t *pool);
 void crew__reap_locked(crew_t *pool);
 void crew__publish_idle_locked(crew_t *pool);

@@ -273,8 +273,15 @@ static int wait_common(crew_group_t *g, int64_t timeout_ns)
         return CREW_EINVAL;
     if (timeout_ns >= 0)
         crew__deadline(&deadline, timeout_ns);
-    /* A worker of the group's pool helps while it waits. */
-    if (crew__inside(g->pool)) {
+    /* On a fiber, other fibers run meanwhile (polling by yielding, as
+     * crew_task_wait does); a worker of the group's pool helps. */
+    if (crew__in_fiber()) {
+        while (!group_idle(g) &&
+               (timeout_ns < 0 ||
+                crew__now_ns() < (int64_t)deadline.tv_sec * 1000000000 +
+                                     deadline.tv_nsec))
+            crew__fiber_yield();
+    } else if (crew__inside(g->pool)) {
         while (!group_idle(g)) {
             if (timeout_ns >= 0 && crew__now_ns() >=
                 (int64_t)deadline.tv_sec * 1000000000 + deadline.tv_nsec)

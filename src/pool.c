@@ -44,6 +44,20 @@ void crew__deadline(struct timespec *ts, int64_t ns)
 
 static int check_opts(crew_opts_t *o)
 {
+    if (o->fibers) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+        if (o->threads == 0)
+            o->threads = n > 0 ? (unsigned)n : 1;
+        if (o->max_workers == 0)
+            o->max_workers = 1024;
+        if (o->fiber_stack_size == 0)
+            o->fiber_stack_size = (size_t)64 * 1024;
+        if (o->threads > CREW_MAX_WORKERS ||
+            o->fiber_stack_size < MIN_STACK ||
+            o->fiber_stack_size > MAX_STACK)
+            return CREW_EINVAL;
+    }
     if (o->max_workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
 
@@ -67,6 +81,8 @@ static int check_opts(crew_opts_t *o)
         o->progress_interval_ns = 100LL * 1000 * 1000;
     if (o->max_overtime == 0)
         o->max_overtime = o->max_workers;
+    if (o->fibers)
+        o->max_overtime = 0;    /* a thread runs many tasks: never marked */
     if (o->max_overtime > CREW_MAX_WORKERS)
         return CREW_EINVAL;
     if (o->lock < CREW_LOCK_DEFAULT || o->lock > CREW_LOCK_CUSTOM)
@@ -285,7 +301,9 @@ int crew_create(crew_t **out, const crew_opts_t *opts)
     atomic_init(&pool->idle_avail, 0);
     atomic_init(&pool->waking, 0);
     atomic_init(&pool->live, 0);
-    atomic_init(&pool->max_target, o.max_workers);
+    atomic_init(&pool->max_target, o.fibers ? o.threads : o.max_workers);
+    atomic_init(&pool->fibers_live, 0);
+    atomic_init(&pool->fiber_max, o.max_workers);
     atomic_init(&pool->space_waiters, 0);
     atomic_init(&pool->wait_waiters, 0);
     atomic_init(&pool->refs, 1);
@@ -294,6 +312,12 @@ int crew_create(crew_t **out, const crew_opts_t *opts)
     pool->max_shown = o.max_workers;
 
     start = o.prespawn ? o.max_workers : o.min_workers;
+    if (o.fibers) {
+        /* The threads are fixed: all started now, none retires. */
+        pool->min_workers = o.threads;
+        pool->max_shown = o.threads;
+        start = o.threads;
+    }
     pthread_mutex_lock(&pool->lock);
     for (unsigned i = 0; i < start && rc == 0; i++)
         rc = crew__spawn_locked(pool);
@@ -390,6 +414,16 @@ int crew_resize(crew_t *pool, unsigned min_workers, unsigned max_workers)
         pthread_mutex_unlock(&pool->lock);
         return CREW_ESHUTDOWN;
     }
+    if (pool->opts.fibers) {
+        /* Fiber mode: the bounds are the fiber budget; the threads stay.
+         * Fibers above a lowered budget finish their tasks; no new ones
+         * start until the count is below it. */
+        atomic_store_explicit(&pool->fiber_max, max_workers,
+                              memory_order_relaxed);
+        pthread_cond_broadcast(&pool->work_cv);
+        pthread_mutex_unlock(&pool->lock);
+        return 0;
+    }
     pool->min_workers = min_workers;
     /* Relaxed: max_target changes only under pool->lock; lock-free
      * readers use it to skip wake-ups (see crew__wake_for_work). */
@@ -459,5 +493,20 @@ void crew_stats(crew_t *pool, crew_stats_t *st)
     st->peak_workers = pool->peak;
     st->min_workers = pool->min_workers;
     st->max_workers = pool->max_shown;
+    st->threads = st->workers;
+    if (pool->opts.fibers) {
+        /* Workers are fibers here: tasks in flight, within the budget. */
+        st->workers = atomic_load_explicit(&pool->fibers_live,
+                                           memory_order_relaxed);
+        st->max_workers = atomic_load_explicit(&pool->fiber_max,
+                                               memory_order_relaxed);
+        /* After a lowered budget, fibers above it are still finishing:
+         * until then the old bound is the one in force. */
+        if (st->workers > st->max_workers)
+            st->max_workers = st->workers;
+        st->min_workers = 0;
+        st->peak_workers = atomic_load_explicit(&pool->fibers_peak,
+                                                memory_order_relaxed);
+    }
     pthread_mutex_unlock(&pool->lock);
 }

@@ -641,9 +641,24 @@ static int wait_common(crew_task_t *t, int64_t timeout_ns, void **result)
     if (timeout_ns >= 0)
         crew__deadline(&deadline, timeout_ns);
     pool = t->pool;
-    /* A worker of the task's own pool helps instead of just waiting: it
-     * runs queued tasks, one of which may be the one it waits for. */
-    if (crew__inside(pool)) {
+    /* On a fiber, let the thread run other fibers until it is done.
+     * Known limitation: the fiber polls by yielding; it does not park on
+     * the future, so a thread whose only fibers wait stays busy. */
+    if (crew__in_fiber()) {
+        while (!future_done(t)) {
+            if (timeout_ns >= 0) {
+                clock_gettime(CLOCK_MONOTONIC, &now);
+                if (now.tv_sec > deadline.tv_sec ||
+                    (now.tv_sec == deadline.tv_sec &&
+                     now.tv_nsec >= deadline.tv_nsec))
+                    break;
+            }
+            crew__fiber_yield();
+        }
+    } else if (crew__inside(pool)) {
+        /* A worker of the task's own pool helps instead of just waiting:
+         * it runs queued tasks, one of which may be the one it waits
+         * for. */
         while (!future_done(t)) {
             if (timeout_ns >= 0) {
                 clock_gettime(CLOCK_MONOTONIC, &now);

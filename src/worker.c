@@ -69,7 +69,7 @@ static void update_shown_locked(crew_t *pool)
  * Take one record off the queue, or NULL if it is empty.  A record that is
  * taken leaves the counts at once, which frees its slot.
  */
-static struct crew__rec *take(crew_t *pool)
+struct crew__rec *crew__take(crew_t *pool)
 {
     struct crew__rec *t = NULL;
     /* Relaxed: a hint; the heap is read under its lock. */
@@ -121,7 +121,7 @@ void crew__unqueue(crew_t *pool, struct crew__rec *t)
 
 bool crew__try_run_one(crew_t *pool, unsigned worker_id)
 {
-    struct crew__rec *t = take(pool);
+    struct crew__rec *t = crew__take(pool);
 
     if (t == NULL)
         return false;
@@ -177,17 +177,25 @@ static void retire_locked(crew_t *pool, bool had_token)
 
 /*
  * Sleep until there is work.  Returns true to go back to work, false when
- * this worker has retired (pool->live already lowered).
+ * this worker has retired (pool->live already lowered).  In fiber mode,
+ * `until_ns` (CLOCK_MONOTONIC, 0: none) is when the thread's nearest
+ * parked fiber is due, and `stay` says it has fibers and must not leave;
+ * queued work counts only while the fiber budget has room.
  */
-static bool idle(crew_t *pool)
+bool crew__idle(crew_t *pool, int64_t until_ns, bool stay)
 {
     struct timespec deadline;
-    bool timed = pool->opts.idle_timeout_ns > 0;
+    bool fibers = pool->opts.fibers;
+    bool timed = !fibers && pool->opts.idle_timeout_ns > 0;
     bool timed_out = false;
     bool had_token;
 
     if (timed)
         crew__deadline(&deadline, pool->opts.idle_timeout_ns);
+    if (until_ns > 0) {
+        deadline.tv_sec = (time_t)(until_ns / 1000000000);
+        deadline.tv_nsec = (long)(until_ns % 1000000000);
+    }
     pthread_mutex_lock(&pool->lock);
     pool->sleepers++;
     crew__publish_idle_locked(pool);
@@ -197,11 +205,12 @@ static bool idle(crew_t *pool)
         int state = atomic_load_explicit(&pool->state, memory_order_seq_cst);
 
         /* Shrunk below us: retire even if work waits (others remain). */
-        if (live > atomic_load_explicit(&pool->max_target,
-                                        memory_order_relaxed))
+        if (!stay && live > atomic_load_explicit(&pool->max_target,
+                                                 memory_order_relaxed))
             break;
         /* seq_cst: the load half of the hand-off (see the top). */
-        if (atomic_load_explicit(&pool->queued, memory_order_seq_cst) > 0) {
+        if (atomic_load_explicit(&pool->queued, memory_order_seq_cst) > 0 &&
+            (!fibers || crew__fiber_budget_left(pool))) {
             leave_locked(pool);
             pthread_mutex_unlock(&pool->lock);
             return true;
@@ -211,14 +220,23 @@ static bool idle(crew_t *pool)
          * since submits count themselves in `outstanding` before they read
          * the state (see submit() in task.c).
          */
-        if (state != CREW__RUNNING_STATE &&
+        if (!stay && state != CREW__RUNNING_STATE &&
             atomic_load_explicit(&pool->outstanding,
                                  memory_order_seq_cst) == 0)
             break;
         if (timed_out && state == CREW__RUNNING_STATE &&
             live > pool->min_workers)
             break;
-        if (timed && live > pool->min_workers && !timed_out) {
+        if (until_ns > 0) {
+            /* A parked fiber is due then: back to the scheduler. */
+            if (timed_out || pthread_cond_timedwait(&pool->work_cv,
+                                                    &pool->lock,
+                                                    &deadline) == ETIMEDOUT) {
+                leave_locked(pool);
+                pthread_mutex_unlock(&pool->lock);
+                return true;
+            }
+        } else if (timed && live > pool->min_workers && !timed_out) {
             if (pthread_cond_timedwait(&pool->work_cv, &pool->lock,
                                        &deadline) == ETIMEDOUT)
                 timed_out = true;
@@ -245,7 +263,9 @@ static void *worker_main(void *p)
     crew__self = w;
     if (pool->opts.on_thread_start)
         pool->opts.on_thread_start(pool, w->id, pool->opts.user);
-    for (;;) {
+    if (pool->opts.fibers)
+        crew__sched_loop(pool, w);
+    for (; !pool->opts.fibers;) {
         /* Under the lock, it was set: stuck in a timed-out task, this
          * worker was replaced and no room was left when it came back. */
         if (w->overtime)
@@ -256,7 +276,7 @@ static void *worker_main(void *p)
                                      memory_order_relaxed) &&
             crew__try_run_one(pool, w->id))
             continue;
-        if (!idle(pool))
+        if (!crew__idle(pool, 0, false))
             break;
     }
     if (pool->opts.on_thread_stop)

@@ -1,0 +1,619 @@
+/*
+ * fiber.c - fiber workers: tasks run on user-space stacks, many on each of
+ * a few OS threads, and waits park the fiber instead of the thread.
+ *
+ * In fiber mode (crew_opts_t.fibers) each OS thread of the pool runs a
+ * scheduler (crew__sched_loop) instead of the plain worker loop.  It takes
+ * tasks from the pool's queue while the pool's fiber budget (max_workers)
+ * allows, gives each a fiber (a stack from the thread's pool of stacks),
+ * and switches to it.  A fiber runs until its task returns, or until the
+ * task parks it: crew_sleep() (into the thread's timer heap), crew_yield()
+ * (to the back of the thread's ready list), or a wait for a future or a
+ * group (which yields until done).  Between fibers the scheduler fires due
+ * timers, admits new tasks, and when nothing is ready, sleeps on the pool's
+ * work condition until the nearest timer or until work arrives.
+ *
+ * Threads: everything in a struct crew__sched belongs to its one thread,
+ * so needs no lock; fibers never move to another thread once started
+ * (thread-local storage and errno stay theirs).  The only shared state is
+ * the pool's, as in thread mode, plus the fiber count (an atomic).
+ *
+ * Switching: crew__fiber_switch saves the callee-saved registers and the
+ * stack pointer on the current stack and restores the other side's; no
+ * system call.  x86-64 and AArch64 have it in assembly below; other
+ * targets use ucontext (slower: swapcontext saves the signal mask with a
+ * system call).  AddressSanitizer and ThreadSanitizer are told about every
+ * switch, so the sanitizer builds cover fiber mode.
+ */
+#define _DEFAULT_SOURCE         /* MAP_ANONYMOUS, MAP_NORESERVE */
+#include "crew_internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CREW__ASAN 1
+#endif
+#if __has_feature(thread_sanitizer)
+#define CREW__TSAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#define CREW__ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define CREW__TSAN 1
+#endif
+
+#ifdef CREW__ASAN
+void __sanitizer_start_switch_fiber(void **fake_stack_save,
+                                    const void *bottom, size_t size);
+void __sanitizer_finish_switch_fiber(void *fake_stack_save,
+                                     const void **bottom_old,
+                                     size_t *size_old);
+#endif
+#ifdef CREW__TSAN
+void *__tsan_get_current_fiber(void);
+void *__tsan_create_fiber(unsigned flags);
+void __tsan_destroy_fiber(void *fiber);
+void __tsan_switch_to_fiber(void *fiber, unsigned flags);
+#endif
+
+#if defined(__x86_64__) || defined(__aarch64__)
+#define CREW__ASM_SWITCH 1
+#else
+#include <ucontext.h>
+#endif
+
+#define DEFAULT_FIBER_STACK ((size_t)64 * 1024)
+
+/* One fiber: its saved context, its stack, what it runs. */
+struct crew__fiber {
+#ifdef CREW__ASM_SWITCH
+    void *sp;                  /* saved stack pointer while switched out */
+#else
+    ucontext_t uc;
+#endif
+    struct crew__fiber *next;  /* ready list or free list */
+    struct crew__sched *home;
+    struct crew__rec *task;    /* the task it runs; NULL when free */
+    unsigned worker_id;
+    bool done;                 /* its task returned: recycle it */
+    int64_t wake_at;           /* parked in the timer heap until then */
+    size_t heap_idx;
+    uint64_t tseq;
+    void *map;                 /* the mapping: guard page + stack */
+    size_t map_size;
+    void *tsan_fiber;
+    void *asan_fake;
+    /* Per-thread state that is really per-task, kept across switches. */
+    const struct crew__rec *saved_running;
+    const crew_t *saved_callback_pool;
+    int saved_errno;
+};
+
+/* A thread's scheduler. */
+struct crew__sched {
+    crew_t *pool;
+    struct crew__worker *w;
+#ifdef CREW__ASM_SWITCH
+    void *sp;                  /* the scheduler's own saved context */
+#else
+    ucontext_t uc;
+#endif
+    struct crew__fiber *current;
+    struct crew__fiber *ready_head, *ready_tail;
+    struct crew__fiber **heap; /* min-heap on (wake_at, tseq) */
+    size_t heap_len, heap_cap;
+    uint64_t tseq;
+    struct crew__fiber *free_list;
+    unsigned nfibers;          /* fibers of this thread, running or parked */
+    void *tsan_fiber;          /* the thread's own */
+    const struct crew__rec *saved_running;
+    const crew_t *saved_callback_pool;
+    int saved_errno;
+    const void *stack_bottom;  /* of the thread's own stack, for ASan */
+    size_t stack_size;
+};
+
+static _Thread_local struct crew__sched *self_sched;
+
+static size_t crew__page(void)
+{
+    long p = sysconf(_SC_PAGESIZE);
+
+    return p > 0 ? (size_t)p : 4096;
+}
+
+/* --- Switching ----------------------------------------------------------- */
+
+#if defined(__x86_64__)
+/*
+ * crew__fiber_switch(void **save, void *to): push the callee-saved
+ * registers, store the stack pointer in *save, load `to`, pop, return on
+ * the other stack.  A new fiber's stack is laid out so that this returns
+ * into fiber_entry (see fiber_init).
+ */
+__asm__(".text\n"
+        ".globl crew__fiber_switch\n"
+        ".hidden crew__fiber_switch\n"
+        ".type crew__fiber_switch,@function\n"
+        "crew__fiber_switch:\n"
+        "    pushq %rbp\n"
+        "    pushq %rbx\n"
+        "    pushq %r12\n"
+        "    pushq %r13\n"
+        "    pushq %r14\n"
+        "    pushq %r15\n"
+        "    movq %rsp, (%rdi)\n"
+        "    movq %rsi, %rsp\n"
+        "    popq %r15\n"
+        "    popq %r14\n"
+        "    popq %r13\n"
+        "    popq %r12\n"
+        "    popq %rbx\n"
+        "    popq %rbp\n"
+        "    ret\n"
+        ".size crew__fiber_switch, .-crew__fiber_switch\n");
+#define SAVED_WORDS 6           /* rbp rbx r12-r15 */
+#elif defined(__aarch64__)
+/*
+ * The same for AArch64: x19-x28, the frame pointer and link register, and
+ * d8-d15 are saved on the stack (176 bytes, 16-aligned); `ret` goes to the
+ * restored link register.
+ */
+__asm__(".text\n"
+        ".globl crew__fiber_switch\n"
+        ".hidden crew__fiber_switch\n"
+        ".type crew__fiber_switch,%function\n"
+        "crew__fiber_switch:\n"
+        "    sub sp, sp, #176\n"
+        "    stp x19, x20, [sp, #0]\n"
+        "    stp x21, x22, [sp, #16]\n"
+        "    stp x23, x24, [sp, #32]\n"
+        "    stp x25, x26, [sp, #48]\n"
+        "    stp x27, x28, [sp, #64]\n"
+        "    stp x29, x30, [sp, #80]\n"
+        "    stp d8, d9, [sp, #96]\n"
+        "    stp d10, d11, [sp, #112]\n"
+        "    stp d12, d13, [sp, #128]\n"
+        "    stp d14, d15, [sp, #144]\n"
+        "    mov x9, sp\n"
+        "    str x9, [x0]\n"
+        "    mov sp, x1\n"
+        "    ldp x19, x20, [sp, #0]\n"
+        "    ldp x21, x22, [sp, #16]\n"
+        "    ldp x23, x24, [sp, #32]\n"
+        "    ldp x25, x26, [sp, #48]\n"
+        "    ldp x27, x28, [sp, #64]\n"
+        "    ldp x29, x30, [sp, #80]\n"
+        "    ldp d8, d9, [sp, #96]\n"
+        "    ldp d10, d11, [sp, #112]\n"
+        "    ldp d12, d13, [sp, #128]\n"
+        "    ldp d14, d15, [sp, #144]\n"
+        "    add sp, sp, #176\n"
+        "    ret\n"
+        ".size crew__fiber_switch, .-crew__fiber_switch\n");
+#endif
+
+#ifdef CREW__ASM_SWITCH
+void crew__fiber_switch(void **save, void *to);
+#endif
+
+/*
+ * Switch from the running context to fiber `to` (or back to the
+ * scheduler, `to` NULL).  `exiting` says the current fiber will never run
+ * again (ASan may drop its fake stack).
+ */
+static void switch_to(struct crew__sched *s, struct crew__fiber *to,
+                      bool exiting)
+{
+    struct crew__fiber *from = s->current;
+#ifdef CREW__ASAN
+    void *fake = NULL;
+    const void *bottom = to ? (const char *)to->map + crew__page()
+                            : s->stack_bottom;
+    size_t size = to ? to->map_size - crew__page() : s->stack_size;
+
+    __sanitizer_start_switch_fiber(exiting ? NULL
+                                   : from ? &from->asan_fake : &fake,
+                                   bottom, size);
+#else
+    (void)exiting;
+#endif
+#ifdef CREW__TSAN
+    __tsan_switch_to_fiber(to ? to->tsan_fiber : s->tsan_fiber, 0);
+#endif
+    /* Thread-locals that belong to the task, not the thread. */
+    if (from != NULL) {
+        from->saved_running = crew__running;
+        from->saved_callback_pool = crew__callback_pool;
+        from->saved_errno = errno;
+    } else {
+        s->saved_running = crew__running;
+        s->saved_callback_pool = crew__callback_pool;
+        s->saved_errno = errno;
+    }
+    crew__running = to ? to->saved_running : s->saved_running;
+    crew__callback_pool = to ? to->saved_callback_pool
+                             : s->saved_callback_pool;
+    errno = to ? to->saved_errno : s->saved_errno;
+    s->current = to;
+#ifdef CREW__ASM_SWITCH
+    crew__fiber_switch(from ? &from->sp : &s->sp, to ? to->sp : s->sp);
+#else
+    swapcontext(from ? &from->uc : &s->uc, to ? &to->uc : &s->uc);
+#endif
+    /* Back here: someone switched to the context we left. */
+#ifdef CREW__ASAN
+    __sanitizer_finish_switch_fiber(from ? from->asan_fake : fake, NULL,
+                                    NULL);
+#endif
+}
+
+/* --- Fibers -------------------------------------------------------------- */
+
+static void fiber_entry(void)
+{
+    struct crew__sched *s = self_sched;
+
+#ifdef CREW__ASAN
+    __sanitizer_finish_switch_fiber(NULL, &s->stack_bottom, &s->stack_size);
+#endif
+    for (;;) {
+        struct crew__fiber *f = s->current;
+
+        crew__run(s->pool, f->task, f->worker_id);
+        f->task = NULL;
+        f->done = true;
+        switch_to(s, NULL, false);  /* recycled: we come back with a task */
+        s = self_sched;
+    }
+}
+
+/* Lay out a fresh stack so that the first switch to it enters fiber_entry
+ * as if called, with the stack aligned as the ABI wants. */
+static void fiber_init(struct crew__fiber *f, size_t size)
+{
+#ifdef CREW__ASM_SWITCH
+    uintptr_t top = ((uintptr_t)f->map + f->map_size) & ~(uintptr_t)15;
+    void **sp = (void **)top;
+
+    (void)size;
+#if defined(__x86_64__)
+    *--sp = NULL;                       /* fiber_entry's return address */
+    *--sp = (void *)(uintptr_t)fiber_entry; /* where `ret` goes */
+    for (int i = 0; i < SAVED_WORDS; i++)
+        *--sp = NULL;
+#else
+    sp -= 176 / sizeof(void *);
+    memset(sp, 0, 176);
+    sp[11] = (void *)(uintptr_t)fiber_entry;    /* x30, the link register */
+#endif
+    f->sp = sp;
+#else
+    getcontext(&f->uc);
+    f->uc.uc_stack.ss_sp = (char *)f->map + crew__page();
+    f->uc.uc_stack.ss_size = size;
+    f->uc.uc_link = NULL;
+    makecontext(&f->uc, fiber_entry, 0);
+#endif
+}
+
+/* A fiber from the thread's free list, or a new one: a mapping with a
+ * guard page at the low end (stacks grow down), the struct on the heap. */
+static struct crew__fiber *fiber_get(struct crew__sched *s)
+{
+    struct crew__fiber *f = s->free_list;
+    size_t page = crew__page();
+    size_t size;
+
+    if (f != NULL) {
+        s->free_list = f->next;
+        return f;
+    }
+    f = crew__calloc(1, sizeof(*f));
+    if (f == NULL)
+        return NULL;
+    size = s->pool->opts.fiber_stack_size;
+    size = (size + page - 1) & ~(page - 1);
+    f->map_size = size + page;
+    f->map = mmap(NULL, f->map_size, PROT_READ | PROT_WRITE,
+                  MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (f->map == MAP_FAILED || crew__fault(CREW_FAULT_ALLOC)) {
+        if (f->map != MAP_FAILED)
+            munmap(f->map, f->map_size);
+        free(f);
+        return NULL;
+    }
+    if (mprotect(f->map, page, PROT_NONE) != 0) {
+        munmap(f->map, f->map_size);
+        free(f);
+        return NULL;
+    }
+    f->home = s;
+    f->heap_idx = CREW__NO_TIMER;
+#ifdef CREW__TSAN
+    f->tsan_fiber = __tsan_create_fiber(0);
+#endif
+    fiber_init(f, size);
+    return f;
+}
+
+static void fiber_destroy(struct crew__fiber *f)
+{
+#ifdef CREW__TSAN
+    __tsan_destroy_fiber(f->tsan_fiber);
+#endif
+    munmap(f->map, f->map_size);
+    free(f);
+}
+
+/* --- Ready list and timers (one thread's own) ---------------------------- */
+
+static void ready_push(struct crew__sched *s, struct crew__fiber *f)
+{
+    f->next = NULL;
+    if (s->ready_tail != NULL)
+        s->ready_tail->next = f;
+    else
+        s->ready_head = f;
+    s->ready_tail = f;
+}
+
+static bool earlier(const struct crew__fiber *a, const struct crew__fiber *b)
+{
+    return a->wake_at < b->wake_at ||
+           (a->wake_at == b->wake_at && a->tseq < b->tseq);
+}
+
+static int timer_push(struct crew__sched *s, struct crew__fiber *f)
+{
+    size_t i;
+
+    if (s->heap_len == s->heap_cap) {
+        size_t cap = s->heap_cap ? s->heap_cap * 2 : 256;
+        struct crew__fiber **h = realloc(s->heap, cap * sizeof(*h));
+
+        if (h == NULL)
+            return CREW_ENOMEM;
+        s->heap = h;
+        s->heap_cap = cap;
+    }
+    f->tseq = s->tseq++;
+    i = s->heap_len++;
+    while (i > 0 && earlier(f, s->heap[(i - 1) / 2])) {
+        s->heap[i] = s->heap[(i - 1) / 2];
+        i = (i - 1) / 2;
+    }
+    s->heap[i] = f;
+    return 0;
+}
+
+static struct crew__fiber *timer_pop(struct crew__sched *s)
+{
+    struct crew__fiber *top = s->heap[0];
+    struct crew__fiber *last = s->heap[--s->heap_len];
+    size_t i = 0;
+
+    for (;;) {
+        size_t c = 2 * i + 1;
+
+        if (c >= s->heap_len)
+            break;
+        if (c + 1 < s->heap_len && earlier(s->heap[c + 1], s->heap[c]))
+            c++;
+        if (!earlier(s->heap[c], last))
+            break;
+        s->heap[i] = s->heap[c];
+        i = c;
+    }
+    if (s->heap_len > 0)
+        s->heap[i] = last;
+    return top;
+}
+
+/* Move every fiber whose time has come to the ready list. */
+static void fire_timers(struct crew__sched *s)
+{
+    int64_t now;
+
+    if (s->heap_len == 0)
+        return;
+    now = crew__now_ns();
+    while (s->heap_len > 0 && s->heap[0]->wake_at <= now)
+        ready_push(s, timer_pop(s));
+}
+
+/* --- What tasks call ----------------------------------------------------- */
+
+bool crew__in_fiber(void)
+{
+    return self_sched != NULL && self_sched->current != NULL;
+}
+
+void crew__fiber_yield(void)
+{
+    struct crew__sched *s = self_sched;
+
+    ready_push(s, s->current);
+    switch_to(s, NULL, false);
+}
+
+int crew_sleep(int64_t ns)
+{
+    struct crew__sched *s = self_sched;
+    struct timespec ts;
+
+    if (ns < 0)
+        return CREW_EINVAL;
+    if (s != NULL && s->current != NULL) {
+        struct crew__fiber *f = s->current;
+
+        f->wake_at = crew__now_ns() + ns;
+        if (timer_push(s, f) != 0) {
+            /* No room in the heap: wait by yielding instead. */
+            while (crew__now_ns() < f->wake_at)
+                crew__fiber_yield();
+            return 0;
+        }
+        switch_to(s, NULL, false);
+        return 0;
+    }
+    ts.tv_sec = (time_t)(ns / 1000000000);
+    ts.tv_nsec = (long)(ns % 1000000000);
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+    return 0;
+}
+
+void crew_yield(void)
+{
+    if (crew__in_fiber())
+        crew__fiber_yield();
+    else
+        sched_yield();
+}
+
+/* --- The scheduler --------------------------------------------------------- */
+
+/* Reserve a place in the pool's fiber budget. */
+static bool budget_take(crew_t *pool)
+{
+    /* Relaxed: a count; the task itself is handed over by the queue. */
+    unsigned n = atomic_load_explicit(&pool->fibers_live,
+                                      memory_order_relaxed);
+
+    while (n < atomic_load_explicit(&pool->fiber_max, memory_order_relaxed))
+        if (atomic_compare_exchange_weak_explicit(&pool->fibers_live, &n,
+                                                  n + 1,
+                                                  memory_order_relaxed,
+                                                  memory_order_relaxed)) {
+            unsigned peak = atomic_load_explicit(&pool->fibers_peak,
+                                                 memory_order_relaxed);
+
+            /* Relaxed: a statistic. */
+            while (n + 1 > peak &&
+                   !atomic_compare_exchange_weak_explicit(
+                       &pool->fibers_peak, &peak, n + 1,
+                       memory_order_relaxed, memory_order_relaxed))
+                ;
+            return true;
+        }
+    return false;
+}
+
+static void budget_give(crew_t *pool)
+{
+    unsigned n = atomic_fetch_sub_explicit(&pool->fibers_live, 1,
+                                           memory_order_seq_cst);
+
+    /* A full budget may have left work queued that a sleeping thread
+     * could not take: now one may (seq_cst pairs with idle's check). */
+    if (n == atomic_load_explicit(&pool->fiber_max, memory_order_relaxed))
+        crew__pass_on(pool);
+}
+
+bool crew__fiber_budget_left(crew_t *pool)
+{
+    return atomic_load_explicit(&pool->fibers_live, memory_order_seq_cst) <
+           atomic_load_explicit(&pool->fiber_max, memory_order_relaxed);
+}
+
+/* Run fiber f until it parks or its task returns. */
+static void run_fiber(struct crew__sched *s, struct crew__fiber *f)
+{
+    switch_to(s, f, false);
+    if (f->done) {
+        f->done = false;
+        f->next = s->free_list;
+        s->free_list = f;
+        s->nfibers--;
+        budget_give(s->pool);
+    }
+}
+
+/* Take tasks while the budget allows; each runs on a fiber at once. */
+static bool admit(struct crew__sched *s)
+{
+    bool any = false;
+
+    for (int i = 0; i < 64; i++) {
+        struct crew__rec *t;
+        struct crew__fiber *f;
+
+        if (!budget_take(s->pool))
+            break;
+        t = crew__take(s->pool);
+        if (t == NULL || (f = fiber_get(s)) == NULL) {
+            if (t != NULL) {
+                /* No stack for it: run it on this thread's own stack. */
+                crew__run(s->pool, t, s->w->id);
+                any = true;
+            }
+            budget_give(s->pool);
+            break;
+        }
+        f->task = t;
+        f->worker_id = s->w->id;
+        s->nfibers++;
+        any = true;
+        run_fiber(s, f);
+    }
+    return any;
+}
+
+/* The deadline of the nearest parked fiber, or 0. */
+static int64_t next_timer(const struct crew__sched *s)
+{
+    return s->heap_len > 0 ? s->heap[0]->wake_at : 0;
+}
+
+void crew__sched_loop(crew_t *pool, struct crew__worker *w)
+{
+    struct crew__sched s;
+    struct crew__fiber *f;
+
+    memset(&s, 0, sizeof(s));
+    s.pool = pool;
+    s.w = w;
+#ifdef CREW__TSAN
+    s.tsan_fiber = __tsan_get_current_fiber();
+#endif
+    self_sched = &s;
+    for (;;) {
+        bool worked = false;
+
+        fire_timers(&s);
+        /* One round over the fibers ready now; those that yield go to the
+         * next round, after new tasks had their chance. */
+        f = s.ready_head;
+        s.ready_head = s.ready_tail = NULL;
+        while (f != NULL) {
+            struct crew__fiber *next = f->next;
+
+            run_fiber(&s, f);
+            worked = true;
+            f = next;
+        }
+        if (admit(&s))
+            worked = true;
+        if (worked || s.ready_head != NULL)
+            continue;
+        /* Nothing ready: sleep until the nearest timer or new work.  With
+         * fibers parked, never leave the pool (they must be resumed). */
+        if (!crew__idle(pool, next_timer(&s), s.nfibers > 0) &&
+            s.nfibers == 0)
+            break;
+    }
+    while ((f = s.free_list) != NULL) {
+        s.free_list = f->next;
+        fiber_destroy(f);
+    }
+    free(s.heap);
+    self_sched = NULL;
+}

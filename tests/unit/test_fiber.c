@@ -1,0 +1,309 @@
+/*
+ * test_fiber.c - fiber mode: tasks park in crew_sleep() instead of holding
+ * their thread, yield to each other, wait for futures and groups of their
+ * own pool on one thread, keep their own errno, and the pool's rules
+ * (budget, shutdown, policies) hold as in thread mode.
+ */
+#include "harness.h"
+#include "helpers.h"
+
+#include <crew.h>
+
+#include <errno.h>
+
+#define MS T_MS
+
+static crew_t *fiber_pool(unsigned threads, unsigned fibers)
+{
+    crew_opts_t o = { .fibers = true,
+                      .threads = threads,
+                      .max_workers = fibers };
+    crew_t *pool = NULL;
+
+    ck_assert_int_eq(crew_create(&pool, &o), 0);
+    return pool;
+}
+
+static atomic_int entered, left, max_entered_before_left;
+
+static int sleeper(crew_ctx_t *ctx, void *arg, void **result)
+{
+    (void)ctx;
+    (void)arg;
+    (void)result;
+    atomic_fetch_add(&entered, 1);
+    ck_assert_int_eq(crew_sleep(20 * MS), 0);
+    if (atomic_fetch_add(&left, 1) == 0)
+        atomic_store(&max_entered_before_left, atomic_load(&entered));
+    return 0;
+}
+
+/* Sleeps until all `want` tasks have entered (or ~5 s passed). */
+static int gatherer(crew_ctx_t *ctx, void *arg, void **result)
+{
+    int want = (int)(intptr_t)arg;
+
+    (void)ctx;
+    (void)result;
+    atomic_fetch_add(&entered, 1);
+    for (int i = 0; i < 5000 && atomic_load(&entered) < want; i++)
+        crew_sleep(MS);
+    if (atomic_fetch_add(&left, 1) == 0)
+        atomic_store(&max_entered_before_left, atomic_load(&entered));
+    return 0;
+}
+
+/* On one thread, 200 sleeping tasks all start before the first one ends:
+ * a sleep parks the fiber, it does not hold the thread (if it did, the
+ * first task would sleep out its whole loop alone). */
+START_TEST(fiber__sleep_parks_the_fiber)
+{
+    crew_t *pool = fiber_pool(1, 1000);
+    crew_stats_t st;
+
+    atomic_store(&entered, 0);
+    atomic_store(&left, 0);
+    for (int i = 0; i < 200; i++)
+        ck_assert_int_eq(crew_submit(pool, gatherer, (void *)200), 0);
+    ck_assert_int_eq(crew_wait(pool), 0);
+    ck_assert_int_eq(atomic_load(&left), 200);
+    ck_assert_int_eq(atomic_load(&max_entered_before_left), 200);
+    crew_stats(pool, &st);
+    ck_assert_uint_eq(st.threads, 1);
+    ck_assert_uint_eq(st.completed, 200);
+    ck_assert_uint_le(st.peak_workers, 1000);
+    ck_assert_uint_ge(st.peak_workers, 200);
+    ck_assert_int_eq(crew_free(pool), 0);
+}
+END_TEST
+
+/* The budget (max_workers) bounds tasks in flight. */
+START_TEST(fiber__budget_bounds_tasks_in_flight)
+{
+    crew_t *pool = fiber_pool(2, 16);
+    crew_stats_t st;
+
+    atomic_store(&entered, 0);
+    atomic_store(&left, 0);
+    for (int i = 0; i < 64; i++)
+        ck_assert_int_eq(crew_submit(pool, sleeper, NULL), 0);
+    ck_assert_int_eq(crew_wait(pool), 0);
+    crew_stats(pool, &st);
+    ck_assert_uint_le(st.peak_workers, 16);
+    ck_assert_int_le(atomic_load(&max_entered_before_left), 16);
+    ck_assert_uint_eq(st.completed, 64);
+    ck_assert_int_eq(crew_free(pool), 0);
+}
+END_TEST
+
+static char trace[64];
+static atomic_int trace_len;
+
+static int yielder(crew_ctx_t *ctx, void *arg, void **result)
+{
+    (void)ctx;
+    (void)result;
+    for (int i = 0; i < 3; i++) {
+        trace[atomic_fetch_add(&trace_len, 1)] = *(const char *)arg;
+        crew_yield();
+    }
+    return 0;
+}
+
+/* Two fibers on one thread that yield take turns. */
+START_TEST(fiber__yield_takes_turns)
+{
+    crew_t *pool = fiber_pool(1, 8);
+
+    atomic_store(&trace_len, 0);
+    ck_assert_int_eq(crew_submit(pool, yielder, "a"), 0);
+    ck_assert_int_eq(crew_submit(pool, yielder, "b"), 0);
+    ck_assert_int_eq(crew_wait(pool), 0);
+    trace[atomic_load(&trace_len)] = '\0';
+    ck_assert_str_eq(trace, "ababab");
+    ck_assert_int_eq(crew_free(pool), 0);
+}
+END_TEST
+
+static int leaf(crew_ctx_t *ctx, void *arg, void **result)
+{
+    (void)ctx;
+    crew_sleep(MS);
+    *result = arg;
+    return 0;
+}
+
+static int outer(crew_ctx_t *ctx, void *arg, void **result)
+{
+    crew_task_t *t[8];
+    intptr_t sum = 0;
+
+    (void)arg;
+    for (intptr_t i = 0; i < 8; i++)
+        if (crew_spawn(crew_ctx_pool(ctx), leaf, (void *)(i + 1), NULL,
+                       &t[i]) != 0)
+            return 1;
+    for (int i = 0; i < 8; i++) {
+        void *r = NULL;
+
+        if (crew_task_wait(t[i], &r) != 0)
+            return 2;
+        sum += (intptr_t)r;
+        crew_task_release(t[i]);
+    }
+    *result = (void *)sum;
+    return 0;
+}
+
+/* C15 on fibers: outer tasks wait for inner tasks on one thread. */
+START_TEST(fiber__tasks_wait_for_tasks_on_one_thread)
+{
+    crew_t *pool = fiber_pool(1, 64);
+    crew_task_t *t[4];
+
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(crew_spawn(pool, outer, NULL, NULL, &t[i]), 0);
+    for (int i = 0; i < 4; i++) {
+        void *r = NULL;
+
+        ck_assert_int_eq(crew_task_wait(t[i], &r), 0);
+        ck_assert_int_eq((intptr_t)r, 36);
+        crew_task_release(t[i]);
+    }
+    ck_assert_int_eq(crew_free(pool), 0);
+}
+END_TEST
+
+static int group_parent(crew_ctx_t *ctx, void *arg, void **result)
+{
+    crew_group_t *g;
+    crew_task_opts_t o = { 0 };
+    int rc;
+
+    (void)arg;
+    (void)result;
+    if (crew_group_create(crew_ctx_pool(ctx), NULL, &g) != 0)
+        return 1;
+    o.group = g;
+    for (int i = 0; i < 10; i++)
+        crew_spawn(crew_ctx_pool(ctx), leaf, NULL, &o, NULL);
+    rc = crew_group_wait(g);
+    crew_group_free(g);
+    return rc;
+}
+
+START_TEST(fiber__group_wait_inside_a_fiber)
+{
+    crew_t *pool = fiber_pool(1, 64);
+    crew_task_t *t;
+
+    ck_assert_int_eq(crew_spawn(pool, group_parent, NULL, NULL, &t), 0);
+    ck_assert_int_eq(crew_task_wait(t, NULL), 0);
+    crew_task_release(t);
+    ck_assert_int_eq(crew_free(pool), 0);
+}
+END_TEST
+
+static int keeps_errno(crew_ctx_t *ctx, void *arg, void **result)
+{
+    (void)ctx;
+    (void)result;
+    errno = (int)(intptr_t)arg;
+    crew_sleep(2 * MS);
+    return errno == (int)(intptr_t)arg ? 0 : 1;
+}
+
+/* Each fiber keeps its errno across a switch. */
+START_TEST(fiber__errno_is_per_fiber)
+{
+    crew_t *pool = fiber_pool(1, 64);
+    crew_stats_t st;
+
+    for (int i = 1; i <= 40; i++)
+        ck_assert_int_eq(crew_submit(pool, keeps_errno, (void *)(intptr_t)i),
+                         0);
+    ck_assert_int_eq(crew_wait(pool), 0);
+    crew_stats(pool, &st);
+    ck_assert_uint_eq(st.completed, 40);
+    ck_assert_uint_eq(st.failed, 0);
+    ck_assert_int_eq(crew_free(pool), 0);
+}
+END_TEST
+
+static int patient(crew_ctx_t *ctx, void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    while (!crew_ctx_timed_out(ctx) && !crew_ctx_cancelled(ctx))
+        crew_sleep(2 * MS);
+    return crew_ctx_timed_out(ctx) ? CREW_ETIMEDOUT : 0;
+}
+
+/* A timed-out fiber is reported at its deadline; others go on. */
+START_TEST(fiber__timeout_on_a_fiber)
+{
+    crew_t *pool = fiber_pool(1, 8);
+    crew_task_opts_t o = { .timeout_ns = 30 * MS };
+    crew_task_t *t;
+
+    ck_assert_int_eq(crew_spawn(pool, patient, NULL, &o, &t), 0);
+    ck_assert_int_eq(crew_task_wait(t, NULL), CREW_ETIMEDOUT);
+    crew_task_release(t);
+    ck_assert_int_eq(crew_wait(pool), 0);
+    ck_assert_int_eq(crew_free(pool), 0);
+}
+END_TEST
+
+START_TEST(fiber__shutdown_now_and_drain)
+{
+    crew_t *pool = fiber_pool(2, 4);
+    crew_stats_t st;
+
+    atomic_store(&entered, 0);
+    atomic_store(&left, 0);
+    for (int i = 0; i < 40; i++)
+        ck_assert_int_eq(crew_submit(pool, sleeper, NULL), 0);
+    ck_assert_int_eq(crew_shutdown(pool, CREW_SHUTDOWN_NOW), 0);
+    crew_stats(pool, &st);
+    ck_assert_uint_eq(st.completed + st.cancelled, 40);
+    ck_assert_uint_eq(st.submitted, 40);
+    ck_assert_int_eq(crew_free(pool), 0);
+
+    pool = fiber_pool(2, 4);
+    for (int i = 0; i < 40; i++)
+        ck_assert_int_eq(crew_submit(pool, sleeper, NULL), 0);
+    ck_assert_int_eq(crew_shutdown(pool, CREW_SHUTDOWN_DRAIN), 0);
+    crew_stats(pool, &st);
+    ck_assert_uint_eq(st.completed, 40);
+    ck_assert_int_eq(crew_free(pool), 0);
+}
+END_TEST
+
+START_TEST(fiber__sleep_outside_a_fiber_and_bad_options)
+{
+    crew_opts_t o = { .fibers = true, .fiber_stack_size = 1024 };
+    crew_t *pool = NULL;
+
+    ck_assert_int_eq(crew_sleep(MS), 0);
+    ck_assert_int_eq(crew_sleep(-1), CREW_EINVAL);
+    crew_yield();
+    ck_assert_int_eq(crew_create(&pool, &o), CREW_EINVAL);
+    ck_assert_ptr_null(pool);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("fiber");
+
+    crew_add_test(s, fiber__sleep_parks_the_fiber);
+    crew_add_test(s, fiber__budget_bounds_tasks_in_flight);
+    crew_add_test(s, fiber__yield_takes_turns);
+    crew_add_test(s, fiber__tasks_wait_for_tasks_on_one_thread);
+    crew_add_test(s, fiber__group_wait_inside_a_fiber);
+    crew_add_test(s, fiber__errno_is_per_fiber);
+    crew_add_test(s, fiber__timeout_on_a_fiber);
+    crew_add_test(s, fiber__shutdown_now_and_drain);
+    crew_add_test(s, fiber__sleep_outside_a_fiber_and_bad_options);
+    return crew_run_suite(s);
+}
