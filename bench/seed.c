@@ -317,13 +317,17 @@ struct figures {
     uint64_t heap_calls;
 };
 
-enum pool_kind { POOL_CREW, POOL_RAW, POOL_COUNT };
+enum pool_kind { POOL_CREW, POOL_FIBER, POOL_RAW, POOL_COUNT };
 
 static const char *const pool_name[POOL_COUNT] = {
     /* No commas: the names go into the CSV unquoted. */
     "crew (threads; nanosleep)",
+    "crew (fibers; crew_sleep)",
     "raw pthreads (nanosleep)",
 };
+
+/* Fiber stacks: the task needs little, and each fiber keeps one page. */
+#define FIBER_STACK_BYTES 16384
 
 static double now_s(void)
 {
@@ -345,7 +349,15 @@ static int sleep_task(crew_ctx_t *ctx, void *arg, void **result)
     return 0;
 }
 
-static void run_crew(const struct config *cfg, struct figures *fig)
+/* The same wait, through crew: on a fiber it parks the fiber. */
+static int crew_sleep_task(crew_ctx_t *ctx, void *arg, void **result)
+{
+    crew_sleep(SLEEP_NS);
+    return 0;
+}
+
+static void run_crew(const struct config *cfg, struct figures *fig,
+                     bool fibers)
 {
     crew_opts_t opts = {
         .min_workers = cfg->workers,
@@ -354,7 +366,16 @@ static void run_crew(const struct config *cfg, struct figures *fig)
         .stack_size = STACK_BYTES,
         .prespawn = true,
     };
+    crew_fn task = fibers ? crew_sleep_task : sleep_task;
     crew_t *pool = NULL;
+
+    if (fibers) {
+        /* max_workers fibers in flight on one thread per core. */
+        opts.fibers = true;
+        opts.min_workers = 0;
+        opts.prespawn = false;
+        opts.fiber_stack_size = FIBER_STACK_BYTES;
+    }
 
     double t0 = now_s();
     int rc = crew_create(&pool, &opts);
@@ -369,7 +390,7 @@ static void run_crew(const struct config *cfg, struct figures *fig)
     heap_start();
     double t1 = now_s();
     for (uint64_t i = 0; i < cfg->tasks; i++) {
-        rc = crew_submit(pool, sleep_task, NULL);
+        rc = crew_submit(pool, task, NULL);
         if (rc != 0) {
             heap_stop(&fig->heap_bytes, &fig->heap_calls);
             fig->status = rc;
@@ -515,10 +536,10 @@ static bool run_child(const struct config *cfg, enum pool_kind kind,
 
         struct figures fig;
         memset(&fig, 0, sizeof fig);
-        if (kind == POOL_CREW)
-            run_crew(cfg, &fig);
-        else
+        if (kind == POOL_RAW)
             run_raw(cfg, &fig);
+        else
+            run_crew(cfg, &fig, kind == POOL_FIBER);
         write_all(fds[1], &fig, sizeof fig);
         close(fds[1]);
         _exit(fig.status == 0 ? 0 : 1);
@@ -802,6 +823,57 @@ static void parse_args(int argc, char **argv, struct config *cfg)
         cfg->capacity = (size_t)cfg->workers * 5;
 }
 
+/* --- What a fiber switch and a sleep-and-wake cost --------------------- */
+
+#define COST_ROUNDS 200000
+
+static int pingpong(crew_ctx_t *ctx, void *arg, void **result)
+{
+    for (int i = 0; i < COST_ROUNDS; i++)
+        crew_yield();
+    return 0;
+}
+
+static int nap(crew_ctx_t *ctx, void *arg, void **result)
+{
+    for (int i = 0; i < COST_ROUNDS; i++)
+        crew_sleep(0);
+    return 0;
+}
+
+/* ns per operation: two fibers yielding to each other on one thread (two
+ * switches a yield: to the scheduler and on to the other fiber), and one
+ * fiber sleeping 0 ns (park in the timer heap, fire, resume). */
+static double fiber_cost(crew_fn fn, int fibers, double per_round)
+{
+    crew_opts_t o = { .fibers = true, .threads = 1, .max_workers = 8 };
+    crew_t *pool;
+    double t0, t;
+
+    if (crew_create(&pool, &o) != 0)
+        return -1.0;
+    t0 = now_s();
+    for (int i = 0; i < fibers; i++)
+        crew_submit(pool, fn, NULL);
+    crew_wait(pool);
+    t = now_s() - t0;
+    crew_free(pool);
+    return t * 1e9 / (COST_ROUNDS * per_round);
+}
+
+static void fiber_costs(void)
+{
+    double sw[5], sl[5];
+
+    for (int i = 0; i < 5; i++) {
+        sw[i] = fiber_cost(pingpong, 2, 2.0 * 2.0);
+        sl[i] = fiber_cost(nap, 1, 1.0);
+    }
+    printf("Fiber costs (one thread, medians of 5): a switch %.0f ns "
+           "(half a yield round trip); a crew_sleep(0) park-and-wake "
+           "%.0f ns.\n", median(sw, 5), median(sl, 5));
+}
+
 int main(int argc, char **argv)
 {
     struct config cfg;
@@ -867,6 +939,7 @@ int main(int argc, char **argv)
            (double)cfg.tasks * (SLEEP_NS * 1e-9) / cfg.workers,
            (double)self.ru_maxrss / 1024.0);
 
+    fiber_costs();
     if (write_csv(&cfg, sum) != 0)
         return 1;
     printf("\nWrote %s\n", cfg.out);

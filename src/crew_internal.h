@@ -178,6 +178,8 @@ int crew__queue_pop(struct crew__queue *q, struct crew__rec **out);
 
 /* --- Workers (worker.c) ---------------------------------------------- */
 
+struct crew__fiber;
+
 struct crew__worker {
     crew_t *pool;
     pthread_t tid;
@@ -230,6 +232,8 @@ struct crew {
     _Atomic unsigned fibers_live; /* fiber mode: tasks on fibers */
     _Atomic unsigned fiber_max;   /* fiber mode: the budget (max_workers) */
     _Atomic unsigned fibers_peak; /* fiber mode: most fibers at once */
+    pthread_mutex_t fiber_lock;   /* guards fiber_cache; a leaf */
+    struct crew__fiber *fiber_cache; /* free fibers any thread may take */
     _Atomic unsigned max_target; /* bound every decision uses */
     _Atomic unsigned space_waiters; /* submitters blocked on a full queue */
     _Atomic unsigned wait_waiters;  /* crew_wait()/shutdown callers */
@@ -378,6 +382,7 @@ static inline bool crew__would_deadlock(const crew_t *pool)
 
 /* fiber.c */
 void crew__sched_loop(crew_t *pool, struct crew__worker *w);
+void crew__fiber_cache_free(crew_t *pool);
 bool crew__in_fiber(void);
 void crew__fiber_yield(void);
 bool crew__fiber_budget_left(crew_t *pool);

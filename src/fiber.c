@@ -50,6 +50,7 @@
 #endif
 
 #ifdef CREW__ASAN
+void __asan_unpoison_memory_region(void const volatile *addr, size_t size);
 void __sanitizer_start_switch_fiber(void **fake_stack_save,
                                     const void *bottom, size_t size);
 void __sanitizer_finish_switch_fiber(void *fake_stack_save,
@@ -96,6 +97,20 @@ struct crew__fiber {
     int saved_errno;
 };
 
+/* A timer entry: the key beside the pointer, so that sifting touches only
+ * the heap's own memory, not ten thousand fibers' cache lines. */
+struct crew__tent {
+    int64_t wake_at;
+    uint64_t seq;
+    struct crew__fiber *f;
+};
+
+/* Free fibers a thread keeps; more go to the pool's shared list, so that
+ * a thread short of stacks reuses another's instead of touching new
+ * memory (and nothing is unmapped while the pool runs: munmap in a
+ * threaded process costs a TLB shootdown on every core). */
+#define FREE_CAP 128
+
 /* A thread's scheduler. */
 struct crew__sched {
     crew_t *pool;
@@ -107,10 +122,11 @@ struct crew__sched {
 #endif
     struct crew__fiber *current;
     struct crew__fiber *ready_head, *ready_tail;
-    struct crew__fiber **heap; /* min-heap on (wake_at, tseq) */
+    struct crew__tent *heap;   /* min-heap on (wake_at, tseq) */
     size_t heap_len, heap_cap;
     uint64_t tseq;
     struct crew__fiber *free_list;
+    unsigned nfree;            /* on free_list */
     unsigned nfibers;          /* fibers of this thread, running or parked */
     void *tsan_fiber;          /* the thread's own */
     const struct crew__rec *saved_running;
@@ -279,6 +295,11 @@ static void fiber_entry(void)
  * as if called, with the stack aligned as the ABI wants. */
 static void fiber_init(struct crew__fiber *f, size_t size)
 {
+#ifdef CREW__ASAN
+    /* A reused stack may hold the poisoned redzones of frames that were
+     * abandoned, not returned from: start clean. */
+    __asan_unpoison_memory_region((char *)f->map + crew__page(), size);
+#endif
 #ifdef CREW__ASM_SWITCH
     uintptr_t top = ((uintptr_t)f->map + f->map_size) & ~(uintptr_t)15;
     void **sp = (void **)top;
@@ -314,6 +335,22 @@ static struct crew__fiber *fiber_get(struct crew__sched *s)
 
     if (f != NULL) {
         s->free_list = f->next;
+        s->nfree--;
+        return f;
+    }
+    pthread_mutex_lock(&s->pool->fiber_lock);
+    f = s->pool->fiber_cache;
+    if (f != NULL)
+        s->pool->fiber_cache = f->next;
+    pthread_mutex_unlock(&s->pool->fiber_lock);
+    if (f != NULL) {
+        /* It last ran on another thread: start its stack afresh here. */
+        f->home = s;
+#ifdef CREW__TSAN
+        __tsan_destroy_fiber(f->tsan_fiber);
+        f->tsan_fiber = __tsan_create_fiber(0);
+#endif
+        fiber_init(f, f->map_size - crew__page());
         return f;
     }
     f = crew__calloc(1, sizeof(*f));
@@ -365,39 +402,39 @@ static void ready_push(struct crew__sched *s, struct crew__fiber *f)
     s->ready_tail = f;
 }
 
-static bool earlier(const struct crew__fiber *a, const struct crew__fiber *b)
+static bool earlier(const struct crew__tent *a, const struct crew__tent *b)
 {
     return a->wake_at < b->wake_at ||
-           (a->wake_at == b->wake_at && a->tseq < b->tseq);
+           (a->wake_at == b->wake_at && a->seq < b->seq);
 }
 
 static int timer_push(struct crew__sched *s, struct crew__fiber *f)
 {
+    struct crew__tent e = { f->wake_at, s->tseq++, f };
     size_t i;
 
     if (s->heap_len == s->heap_cap) {
         size_t cap = s->heap_cap ? s->heap_cap * 2 : 256;
-        struct crew__fiber **h = realloc(s->heap, cap * sizeof(*h));
+        struct crew__tent *h = realloc(s->heap, cap * sizeof(*h));
 
         if (h == NULL)
             return CREW_ENOMEM;
         s->heap = h;
         s->heap_cap = cap;
     }
-    f->tseq = s->tseq++;
     i = s->heap_len++;
-    while (i > 0 && earlier(f, s->heap[(i - 1) / 2])) {
+    while (i > 0 && earlier(&e, &s->heap[(i - 1) / 2])) {
         s->heap[i] = s->heap[(i - 1) / 2];
         i = (i - 1) / 2;
     }
-    s->heap[i] = f;
+    s->heap[i] = e;
     return 0;
 }
 
 static struct crew__fiber *timer_pop(struct crew__sched *s)
 {
-    struct crew__fiber *top = s->heap[0];
-    struct crew__fiber *last = s->heap[--s->heap_len];
+    struct crew__fiber *top = s->heap[0].f;
+    struct crew__tent last = s->heap[--s->heap_len];
     size_t i = 0;
 
     for (;;) {
@@ -405,9 +442,9 @@ static struct crew__fiber *timer_pop(struct crew__sched *s)
 
         if (c >= s->heap_len)
             break;
-        if (c + 1 < s->heap_len && earlier(s->heap[c + 1], s->heap[c]))
+        if (c + 1 < s->heap_len && earlier(&s->heap[c + 1], &s->heap[c]))
             c++;
-        if (!earlier(s->heap[c], last))
+        if (!earlier(&s->heap[c], &last))
             break;
         s->heap[i] = s->heap[c];
         i = c;
@@ -425,7 +462,7 @@ static void fire_timers(struct crew__sched *s)
     if (s->heap_len == 0)
         return;
     now = crew__now_ns();
-    while (s->heap_len > 0 && s->heap[0]->wake_at <= now)
+    while (s->heap_len > 0 && s->heap[0].wake_at <= now)
         ready_push(s, timer_pop(s));
 }
 
@@ -530,9 +567,17 @@ static void run_fiber(struct crew__sched *s, struct crew__fiber *f)
     switch_to(s, f, false);
     if (f->done) {
         f->done = false;
-        f->next = s->free_list;
-        s->free_list = f;
         s->nfibers--;
+        if (s->nfree < FREE_CAP) {
+            f->next = s->free_list;
+            s->free_list = f;
+            s->nfree++;
+        } else {
+            pthread_mutex_lock(&s->pool->fiber_lock);
+            f->next = s->pool->fiber_cache;
+            s->pool->fiber_cache = f;
+            pthread_mutex_unlock(&s->pool->fiber_lock);
+        }
         budget_give(s->pool);
     }
 }
@@ -570,7 +615,18 @@ static bool admit(struct crew__sched *s)
 /* The deadline of the nearest parked fiber, or 0. */
 static int64_t next_timer(const struct crew__sched *s)
 {
-    return s->heap_len > 0 ? s->heap[0]->wake_at : 0;
+    return s->heap_len > 0 ? s->heap[0].wake_at : 0;
+}
+
+/* At crew_free: unmap the fibers threads left in the shared list. */
+void crew__fiber_cache_free(crew_t *pool)
+{
+    struct crew__fiber *f;
+
+    while ((f = pool->fiber_cache) != NULL) {
+        pool->fiber_cache = f->next;
+        fiber_destroy(f);
+    }
 }
 
 void crew__sched_loop(crew_t *pool, struct crew__worker *w)

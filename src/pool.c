@@ -114,6 +114,7 @@ static void destroy_sync(crew_t *pool)
     pthread_cond_destroy(&pool->tcv);
     pthread_mutex_destroy(&pool->tlock);
     pthread_mutex_destroy(&pool->plock);
+    pthread_mutex_destroy(&pool->fiber_lock);
     pthread_cond_destroy(&pool->done_cv);
     pthread_cond_destroy(&pool->space_cv);
     pthread_cond_destroy(&pool->work_cv);
@@ -136,6 +137,8 @@ static int init_sync(crew_t *pool)
         goto no_space;
     if (crew__cond_init(&pool->done_cv) != 0)
         goto no_done;
+    if (pthread_mutex_init(&pool->fiber_lock, NULL) != 0)
+        goto no_flock;
     if (pthread_mutex_init(&pool->plock, NULL) != 0)
         goto no_plock;
     if (pthread_mutex_init(&pool->tlock, NULL) != 0)
@@ -149,6 +152,8 @@ no_tcv:
 no_tlock:
     pthread_mutex_destroy(&pool->plock);
 no_plock:
+    pthread_mutex_destroy(&pool->fiber_lock);
+no_flock:
     pthread_cond_destroy(&pool->done_cv);
 no_done:
     pthread_cond_destroy(&pool->space_cv);
@@ -395,6 +400,7 @@ void crew__pool_unref(crew_t *pool)
     /* acq_rel: the last owner sees every other owner's writes. */
     if (atomic_fetch_sub_explicit(&pool->refs, 1, memory_order_acq_rel) != 1)
         return;
+    crew__fiber_cache_free(pool);
     free(pool->heap);
     free(pool->pheap);
     destroy_sync(pool);
