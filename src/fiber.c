@@ -516,7 +516,7 @@ void crew_yield(void)
         sched_yield();
 }
 
-/* --- The scheduler --------------------------------------------------------- */
+/* --- The scheduler ------------------------------------------------------ */
 
 /* Reserve a place in the pool's fiber budget. */
 static bool budget_take(crew_t *pool)
