@@ -189,6 +189,13 @@ struct crew__worker {
                                   task, not counted in live */
     struct crew_task *current; /* under pool->lock: the attempt with a
                                   deadline it is running, if any */
+    /* Its share of the statistics: written only by this worker (a load and
+     * a store, no read-modify-write on a line others write), summed by
+     * crew_stats() under pool->lock, folded into the pool's totals when
+     * it exits.  Relaxed: reporting only. */
+    _Alignas(CREW__CACHELINE) _Atomic int64_t s_running;
+    _Atomic int64_t s_completed;
+    _Atomic int64_t s_failed;
     bool detached;             /* under pool->lock: left behind by
                                   shutdown; frees itself */
     struct crew__worker *next; /* pool->workers list, under pool->lock */
@@ -374,6 +381,46 @@ static inline bool crew__inside(const crew_t *pool)
     return crew__self != NULL && crew__self->pool == pool;
 }
 
+/* Add to a statistic: the calling worker's own share if it is one of the
+ * pool's, else the pool's shared counter. */
+static inline void crew__stat(crew_t *pool, _Atomic int64_t *(*mine)(
+                                  struct crew__worker *),
+                              _Atomic uint64_t *shared, int64_t delta)
+{
+    struct crew__worker *w = crew__self;
+
+    if (w != NULL && w->pool == pool) {
+        _Atomic int64_t *c = mine(w);
+
+        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed)
+                                     + delta, memory_order_relaxed);
+    } else {
+        atomic_fetch_add_explicit(shared, (uint64_t)delta,
+                                  memory_order_relaxed);
+    }
+}
+
+static inline _Atomic int64_t *crew__s_running(struct crew__worker *w)
+{
+    return &w->s_running;
+}
+
+static inline _Atomic int64_t *crew__s_completed(struct crew__worker *w)
+{
+    return &w->s_completed;
+}
+
+static inline _Atomic int64_t *crew__s_failed(struct crew__worker *w)
+{
+    return &w->s_failed;
+}
+
+#define crew__stat_running(pool, d)                                        \
+    crew__stat((pool), crew__s_running, &(pool)->n_running, (d))
+#define crew__stat_done(pool, err)                                         \
+    crew__stat((pool), (err) == 0 ? crew__s_completed : crew__s_failed,    \
+               (err) == 0 ? &(pool)->n_completed : &(pool)->n_failed, 1)
+
 /* Would a call that waits for the pool's work wait for itself? */
 static inline bool crew__would_deadlock(const crew_t *pool)
 {
@@ -392,6 +439,7 @@ struct crew__rec *crew__take(crew_t *pool);
 bool crew__idle(crew_t *pool, int64_t until_ns, bool stay);
 int crew__spawn_locked(crew_t *pool);
 void crew__reap_locked(crew_t *pool);
+void crew__stat_fold_locked(crew_t *pool, struct crew__worker *w);
 void crew__publish_idle_locked(crew_t *pool);
 bool crew__try_run_one(crew_t *pool, unsigned worker_id);
 int crew__wake_for_work(crew_t *pool);

@@ -258,8 +258,7 @@ static void finish(crew_t *pool, struct crew_task *f, int err, void *result,
                    bool on_worker)
 {
     timer_del(pool, f);
-    atomic_fetch_add_explicit(err == 0 ? &pool->n_completed : &pool->n_failed,
-                              1, memory_order_relaxed);
+    crew__stat_done(pool, err);
     crew__report(pool, &f->rec, err, result);
     if (on_worker)
         crew__finish_one(pool);
@@ -503,14 +502,14 @@ void crew__run_proxy(crew_t *pool, struct crew__rec *proxy,
     }
     atomic_store_explicit(&f->rec.state, CREW__RUNNING, memory_order_release);
     ctx.deadline = atomic_load_explicit(&f->deadline, memory_order_relaxed);
-    atomic_fetch_add_explicit(&pool->n_running, 1, memory_order_relaxed);
+    crew__stat_running(pool, 1);
     crew__group_running(&f->rec, 1);
     outer = crew__running;
     crew__running = &f->rec;
     err = f->rec.fn(&ctx, f->rec.arg, &result);
     crew__running = outer;
     crew__group_running(&f->rec, -1);
-    atomic_fetch_sub_explicit(&pool->n_running, 1, memory_order_relaxed);
+    crew__stat_running(pool, -1);
     if (timed)
         leave(pool, prev);
     /*

@@ -207,6 +207,10 @@ static void detach_overtime_locked(crew_t *pool)
         if (w->overtime && !w->exited) {
             *pp = w->next;
             w->detached = true;
+            /* Its task still runs; when it returns, the worker's own share
+             * is no longer summed (a left-behind thread, see
+             * crew_shutdown()). */
+            crew__stat_fold_locked(pool, w);
             /* Relaxed: the count is read by the last decrement, which is
              * acq_rel. */
             atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
@@ -494,6 +498,15 @@ void crew_stats(crew_t *pool, crew_stats_t *st)
     st->queued = atomic_load_explicit(&pool->queued, memory_order_relaxed);
     st->running = atomic_load_explicit(&pool->n_running,
                                        memory_order_relaxed);
+    for (struct crew__worker *w = pool->workers; w != NULL; w = w->next) {
+        /* Exited ones were folded in (and zeroed) under this lock. */
+        st->running += (uint64_t)atomic_load_explicit(&w->s_running,
+                                                      memory_order_relaxed);
+        st->completed += (uint64_t)atomic_load_explicit(
+            &w->s_completed, memory_order_relaxed);
+        st->failed += (uint64_t)atomic_load_explicit(&w->s_failed,
+                                                     memory_order_relaxed);
+    }
     st->workers = atomic_load_explicit(&pool->live, memory_order_relaxed);
     st->idle_workers = pool->sleepers;
     st->peak_workers = pool->peak;

@@ -320,16 +320,17 @@ void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id)
         crew__dispose(pool, t);     /* cancelled or withdrawn earlier */
         return;
     }
-    atomic_fetch_add_explicit(&pool->n_running, 1, memory_order_relaxed);
-    crew__group_running(t, 1);
+    crew__stat_running(pool, 1);
+    if (crew__is_future(t))
+        crew__group_running(t, 1);
     outer = crew__running;
     crew__running = t;
     err = t->fn(&ctx, t->arg, &result);
     crew__running = outer;
-    crew__group_running(t, -1);
-    atomic_fetch_sub_explicit(&pool->n_running, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(err == 0 ? &pool->n_completed : &pool->n_failed,
-                              1, memory_order_relaxed);
+    if (crew__is_future(t))
+        crew__group_running(t, -1);
+    crew__stat_running(pool, -1);
+    crew__stat_done(pool, err);
     crew__report(pool, t, err, result);
     crew__dispose(pool, t);
     crew__finish_one(pool);

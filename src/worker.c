@@ -293,11 +293,32 @@ static void *worker_main(void *p)
         crew__pool_unref(pool);
         return NULL;
     }
+    crew__stat_fold_locked(pool, w);
     w->exited = true;           /* the last touch: now it may be joined */
     pool->exited++;
     pthread_cond_broadcast(&pool->done_cv);
     pthread_mutex_unlock(&pool->lock);
     return NULL;
+}
+
+/* Move a worker's share of the statistics into the pool's totals.  Call
+ * with pool->lock held, when the worker runs no task any more (it exits)
+ * or will not be summed any more (it is left behind, detached). */
+void crew__stat_fold_locked(crew_t *pool, struct crew__worker *w)
+{
+    /* Relaxed: reporting only; the lock orders this with crew_stats(). */
+    atomic_fetch_add_explicit(&pool->n_running,
+        (uint64_t)atomic_exchange_explicit(&w->s_running, 0,
+                                           memory_order_relaxed),
+        memory_order_relaxed);
+    atomic_fetch_add_explicit(&pool->n_completed,
+        (uint64_t)atomic_exchange_explicit(&w->s_completed, 0,
+                                           memory_order_relaxed),
+        memory_order_relaxed);
+    atomic_fetch_add_explicit(&pool->n_failed,
+        (uint64_t)atomic_exchange_explicit(&w->s_failed, 0,
+                                           memory_order_relaxed),
+        memory_order_relaxed);
 }
 
 /* Join and free workers that have left.  Call with pool->lock held. */
