@@ -55,6 +55,8 @@ extern "C" {
 #define CREW_ECANCELED  (-ECANCELED)  /* the task was cancelled */
 #define CREW_ETHREAD    (-1001)       /* a worker thread failed to start
                                          (crew's own code, no errno) */
+#define CREW_EEXIT      (-1002)       /* the task ended its thread
+                                         (pthread_exit) */
 #define CREW_EBUSY      (-EBUSY)      /* not finished yet (poll) */
 #define CREW_EDEADLK    (-EDEADLK)    /* the call would wait for itself */
 
@@ -169,7 +171,9 @@ typedef struct crew_opts {
                                  task, plain submits included (see
                                  crew_spawn()); 0: none */
     unsigned max_overtime;    /* workers stuck in timed-out tasks that may
-                                 be replaced; default max_workers */
+                                 be replaced (threads in all stay within
+                                 max_workers + max_overtime); default
+                                 max_workers */
     crew_progress_cb on_progress; /* optional: the pool's progress */
     int64_t progress_interval_ns; /* default 100 ms */
     int64_t priority_aging_ns; /* 0: no aging; else a waiting task gains

@@ -373,8 +373,10 @@ extern _Thread_local struct crew__worker *crew__self;
 /* The pool whose callback this thread is running, if any. */
 extern _Thread_local const crew_t *crew__callback_pool;
 
-/* The task this thread is running, if any (innermost). */
+/* The task this thread is running, if any (innermost), and the proxy
+ * record it came from, for a task with a policy. */
 extern _Thread_local const struct crew__rec *crew__running;
+extern _Thread_local struct crew__rec *crew__proxy;
 
 static inline bool crew__inside(const crew_t *pool)
 {
@@ -442,6 +444,11 @@ void crew__reap_locked(crew_t *pool);
 void crew__stat_fold_locked(crew_t *pool, struct crew__worker *w);
 void crew__publish_idle_locked(crew_t *pool);
 bool crew__try_run_one(crew_t *pool, unsigned worker_id);
+bool crew__help_one(crew_t *pool);
+
+/* How deep a waiting worker nests other queued tasks on its stack. */
+#define CREW__HELP_DEPTH 8
+extern _Thread_local unsigned crew__help_depth;
 int crew__wake_for_work(crew_t *pool);
 void crew__pass_on(crew_t *pool);
 void crew__unqueue(crew_t *pool, struct crew__rec *t);
@@ -480,9 +487,12 @@ int crew__policy_cancel(struct crew_task *f);
 void crew__timer_cancel_all(crew_t *pool);
 void crew__timer_stop(crew_t *pool);
 int64_t crew__now_ns(void);
+int64_t crew__after_ns(int64_t ns);
 
 /* task.c */
 void crew__report(crew_t *pool, struct crew__rec *t, int err, void *result);
+void crew__abandon(crew_t *pool, struct crew__rec *t);
+void crew__policy_abandon(crew_t *pool, struct crew_task *f);
 void crew__future_unref(struct crew_task *f);
 int crew__enqueue(crew_t *pool, struct crew__rec *t, unsigned char count,
                   const struct crew_task *f);

@@ -14,6 +14,7 @@ const char *crew_strerror(int err)
     case CREW_ESHUTDOWN: return "pool is shut down";
     case CREW_ECANCELED: return "task cancelled";
     case CREW_ETHREAD:   return "could not start a worker thread";
+    case CREW_EEXIT:     return "task ended its thread";
     case CREW_EBUSY:     return "task not finished, or already started";
     case CREW_EDEADLK:   return "call would wait for itself";
     default:             return "unknown error";

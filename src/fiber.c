@@ -491,7 +491,7 @@ int crew_sleep(int64_t ns)
     if (s != NULL && s->current != NULL) {
         struct crew__fiber *f = s->current;
 
-        f->wake_at = crew__now_ns() + ns;
+        f->wake_at = crew__after_ns(ns);
         if (timer_push(s, f) != 0) {
             /* No room in the heap: wait by yielding instead. */
             while (crew__now_ns() < f->wake_at)

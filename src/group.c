@@ -282,11 +282,11 @@ static int wait_common(crew_group_t *g, int64_t timeout_ns)
                                      deadline.tv_nsec))
             crew__fiber_yield();
     } else if (crew__inside(g->pool)) {
-        while (!group_idle(g)) {
+        while (!group_idle(g) && crew__help_depth < CREW__HELP_DEPTH) {
             if (timeout_ns >= 0 && crew__now_ns() >=
                 (int64_t)deadline.tv_sec * 1000000000 + deadline.tv_nsec)
                 break;
-            if (!crew__try_run_one(g->pool, crew__self->id))
+            if (!crew__help_one(g->pool))
                 break;
         }
     }

@@ -52,6 +52,14 @@ int64_t crew__now_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
+/* now + ns on CLOCK_MONOTONIC, saturating instead of overflowing. */
+int64_t crew__after_ns(int64_t ns)
+{
+    int64_t now = crew__now_ns();
+
+    return ns > INT64_MAX - now ? INT64_MAX : now + ns;
+}
+
 bool crew__uses_policy(const crew_t *pool, const crew_task_opts_t *opts)
 {
     if (pool->opts.task_timeout_ns > 0 &&
@@ -281,21 +289,28 @@ static int queue_attempt(crew_t *pool, struct crew_task *f, unsigned k,
 
     if (p == NULL)
         return CREW_ENOMEM;
-    if (f->timeout_ns > 0) {
-        deadline = crew__now_ns() + f->timeout_ns;
-        if (timer_add(pool, f, CREW__T_EXPIRE, k, deadline) != 0) {
-            free(p);
-            return CREW_ENOMEM;
-        }
-    }
-    /* Relaxed: read by the attempt's own worker after the phase CAS. */
-    atomic_store_explicit(&f->deadline, deadline, memory_order_relaxed);
+    /*
+     * Everything about the attempt is in place before its timer is armed:
+     * the deadline may pass at once, and the timer (or a worker) may then
+     * end the task while we are still here.  The proxy's reference keeps
+     * the task alive meanwhile.  Relaxed: the reference is ordered by the
+     * queue's release; the deadline is read by the attempt's own worker
+     * after its phase CAS.
+     */
+    atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
     p->fn = NULL;
     p->arg = f;
     p->flags = CREW__F_PROXY;
     atomic_init(&p->state, (int)k);
-    /* Relaxed: the proxy's reference, ordered by the queue's release. */
-    atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+    if (f->timeout_ns > 0)
+        deadline = crew__after_ns(f->timeout_ns);
+    atomic_store_explicit(&f->deadline, deadline, memory_order_relaxed);
+    if (deadline != 0 &&
+        timer_add(pool, f, CREW__T_EXPIRE, k, deadline) != 0) {
+        free(p);
+        crew__future_unref(f);
+        return CREW_ENOMEM;
+    }
     rc = crew__enqueue(pool, p, count, f);
     if (rc == CREW_ENOMEM) {
         free(p);                /* never queued */
@@ -319,7 +334,7 @@ static void schedule_retry(crew_t *pool, struct crew_task *f, unsigned k,
     atomic_fetch_add_explicit(&pool->n_retries, 1, memory_order_relaxed);
     /* Release: crew_task_state() readers see the task waiting again. */
     atomic_store_explicit(&f->rec.state, CREW__QUEUED, memory_order_release);
-    if (timer_add(pool, f, CREW__T_START, k + 1, crew__now_ns() + wait) == 0)
+    if (timer_add(pool, f, CREW__T_START, k + 1, crew__after_ns(wait)) == 0)
         return;
     {
         uint64_t p = PHASE(k + 1, CREW__PH_WAIT);
@@ -340,29 +355,32 @@ int crew__policy_start(crew_t *pool, struct crew_task *f, bool holds_slot,
         if (holds_slot)
             crew__slot_freed(pool);     /* it waits in the timer instead */
         return timer_add(pool, f, CREW__T_START, 1,
-                         crew__now_ns() + f->delay_ns);
+                         crew__after_ns(f->delay_ns));
     }
     atomic_store_explicit(&f->phase, PHASE(1, CREW__PH_QUEUED),
                           memory_order_relaxed);
     if (inline_run) {
-        struct crew__rec proxy;
+        struct crew__rec proxy = { .fn = NULL };
 
         /* Run attempt 1 here, as crew_submit() does when the queue is
          * full on a worker of this pool; the proxy lives on our stack. */
-        if (f->timeout_ns > 0) {
-            int64_t deadline = crew__now_ns() + f->timeout_ns;
-
-            rc = timer_add(pool, f, CREW__T_EXPIRE, 1, deadline);
-            if (rc != 0)
-                return rc;
-            atomic_store_explicit(&f->deadline, deadline,
-                                  memory_order_relaxed);
-        }
         proxy.arg = f;
         proxy.flags = CREW__F_PROXY;
         atomic_init(&proxy.state, 1);
         atomic_init(&proxy.waiting, CREW__UNCOUNTED);
+        /* As in queue_attempt: all in place before the timer is armed. */
         atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+        if (f->timeout_ns > 0) {
+            int64_t deadline = crew__after_ns(f->timeout_ns);
+
+            atomic_store_explicit(&f->deadline, deadline,
+                                  memory_order_relaxed);
+            rc = timer_add(pool, f, CREW__T_EXPIRE, 1, deadline);
+            if (rc != 0) {
+                crew__future_unref(f);
+                return rc;
+            }
+        }
         crew__run_proxy(pool, &proxy, crew__self->id);
         return 0;
     }
@@ -400,9 +418,13 @@ static void mark_overtime(crew_t *pool, struct crew_task *f)
     if (w == NULL)
         return;
     pthread_mutex_lock(&pool->lock);
-    /* Only while it is still inside that attempt (see run_proxy). */
-    if (w->current == f && !w->overtime &&
-        pool->overtime < pool->opts.max_overtime) {
+    /*
+     * Only while it is still inside that attempt (see run_proxy), and
+     * never in fiber mode (a thread there runs many tasks).  Every stuck
+     * worker is marked, so shutdown never waits for one; max_overtime
+     * bounds the replacements (see crew__spawn_locked).
+     */
+    if (w->current == f && !w->overtime && !pool->opts.fibers) {
         w->overtime = true;
         pool->overtime++;
         atomic_fetch_sub_explicit(&pool->live, 1, memory_order_relaxed);
@@ -410,7 +432,8 @@ static void mark_overtime(crew_t *pool, struct crew_task *f)
             atomic_load_explicit(&pool->max_target, memory_order_relaxed))
             pool->max_shown = atomic_load_explicit(&pool->max_target,
                                                    memory_order_relaxed);
-        /* A replacement for queued work nobody sleeps for. */
+        /* A replacement for queued work nobody sleeps for, within the
+         * bound (crew__spawn_locked checks it). */
         if (atomic_load_explicit(&pool->queued, memory_order_relaxed) >
                 pool->sleepers - pool->tokens &&
             atomic_load_explicit(&pool->state, memory_order_relaxed) !=
@@ -557,6 +580,19 @@ void crew__run_proxy(crew_t *pool, struct crew__rec *proxy,
         f->free_result(result);
 drop:
     crew__future_unref(f);      /* the proxy's (now the attempt's) ref */
+}
+
+/* The running attempt's thread is ending (pthread_exit): end the task. */
+void crew__policy_abandon(crew_t *pool, struct crew_task *f)
+{
+    uint64_t p = atomic_load_explicit(&f->phase, memory_order_acquire);
+
+    if (PH(p) == CREW__PH_RUNNING &&
+        atomic_compare_exchange_strong_explicit(
+            &f->phase, &p, PHASE(ATTEMPT(p), CREW__PH_FINAL),
+            memory_order_acq_rel, memory_order_acquire))
+        finish(pool, f, CREW_EEXIT, NULL, true);
+    crew__future_unref(f);      /* the attempt's reference */
 }
 
 /* --- The timer thread -------------------------------------------------- */

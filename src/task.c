@@ -289,17 +289,90 @@ bool crew__cancel_record(crew_t *pool, struct crew__rec *t)
 
 _Thread_local const crew_t *crew__callback_pool;
 _Thread_local const struct crew__rec *crew__running;
+_Thread_local struct crew__rec *crew__proxy;
 
-void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id)
+/* Run a record this thread has just moved to RUNNING, and report it. */
+static void run_claimed(crew_t *pool, struct crew__rec *t,
+                        unsigned worker_id)
 {
     struct crew_ctx ctx = { pool, t, worker_id, 1, 0 };
     const struct crew__rec *outer;
-    int expect = CREW__QUEUED;
     void *result = NULL;
     int err;
 
+    crew__stat_running(pool, 1);
+    if (crew__is_future(t))
+        crew__group_running(t, 1);
+    outer = crew__running;
+    crew__running = t;
+    err = t->fn(&ctx, t->arg, &result);
+    crew__running = outer;
+    if (crew__is_future(t))
+        crew__group_running(t, -1);
+    crew__stat_running(pool, -1);
+    crew__stat_done(pool, err);
+    crew__report(pool, t, err, result);
+}
+
+/*
+ * Run a queued future now, out of turn, if nobody has started it: a worker
+ * waiting for it does the work itself rather than some other queued task.
+ * Its node stays in the queue; whoever pops it finds it started and only
+ * drops the pool's reference.  Not under shutdown NOW (queued tasks are
+ * being cancelled), nor for a task with a policy (its attempts are
+ * scheduled through the timer).
+ */
+static bool run_out_of_turn(crew_t *pool, struct crew__rec *t,
+                            unsigned worker_id)
+{
+    int expect = CREW__QUEUED;
+
+    if ((t->flags & CREW__F_POLICY) ||
+        atomic_load_explicit(&pool->state, memory_order_relaxed) ==
+            CREW__CANCELLING)
+        return false;
+    /* acq_rel: see crew__cancel_record. */
+    if (!atomic_compare_exchange_strong_explicit(&t->state, &expect,
+                                                 CREW__RUNNING,
+                                                 memory_order_acq_rel,
+                                                 memory_order_acquire))
+        return false;
+    crew__unqueue(pool, t);
+    run_claimed(pool, t, worker_id);
+    crew__finish_one(pool);
+    return true;
+}
+
+/*
+ * The thread running t is ending in the middle of it (pthread_exit):
+ * report t as failed with CREW_EEXIT, once, as if it had returned that.
+ */
+void crew__abandon(crew_t *pool, struct crew__rec *t)
+{
+    crew__stat_running(pool, -1);
+    if (crew__is_future(t))
+        crew__group_running(t, -1);
+    if (t->flags & CREW__F_POLICY) {
+        crew__policy_abandon(pool, crew__future(t));
+        return;
+    }
+    crew__stat_done(pool, CREW_EEXIT);
+    crew__report(pool, t, CREW_EEXIT, NULL);
+    crew__dispose(pool, t);
+    crew__finish_one(pool);
+}
+
+void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id)
+{
+    int expect = CREW__QUEUED;
+
     if (t->flags & CREW__F_PROXY) {
+        struct crew__rec *outer_proxy = crew__proxy;
+
+        /* Known to a cleanup if the thread ends inside (pthread_exit). */
+        crew__proxy = t;
         crew__run_proxy(pool, t, worker_id);
+        crew__proxy = outer_proxy;
         free(t);
         return;
     }
@@ -317,21 +390,11 @@ void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id)
                                                  CREW__RUNNING,
                                                  memory_order_acq_rel,
                                                  memory_order_acquire)) {
-        crew__dispose(pool, t);     /* cancelled or withdrawn earlier */
+        crew__dispose(pool, t);     /* cancelled, withdrawn, or run out of
+                                       turn earlier */
         return;
     }
-    crew__stat_running(pool, 1);
-    if (crew__is_future(t))
-        crew__group_running(t, 1);
-    outer = crew__running;
-    crew__running = t;
-    err = t->fn(&ctx, t->arg, &result);
-    crew__running = outer;
-    if (crew__is_future(t))
-        crew__group_running(t, -1);
-    crew__stat_running(pool, -1);
-    crew__stat_done(pool, err);
-    crew__report(pool, t, err, result);
+    run_claimed(pool, t, worker_id);
     crew__dispose(pool, t);
     crew__finish_one(pool);
 }
@@ -657,10 +720,16 @@ static int wait_common(crew_task_t *t, int64_t timeout_ns, void **result)
             crew__fiber_yield();
         }
     } else if (crew__inside(pool)) {
-        /* A worker of the task's own pool helps instead of just waiting:
-         * it runs queued tasks, one of which may be the one it waits
-         * for. */
-        while (!future_done(t)) {
+        /*
+         * A worker of the task's own pool helps instead of just waiting:
+         * first by running the task itself if nobody has started it (so
+         * fork-join nests only as deep as its own recursion), then by
+         * running other queued tasks, but only so many deep (each nests
+         * on this stack, and waits inside them help in turn).
+         */
+        if (run_out_of_turn(pool, &t->rec, crew__self->id))
+            goto done;
+        while (!future_done(t) && crew__help_depth < CREW__HELP_DEPTH) {
             if (timeout_ns >= 0) {
                 clock_gettime(CLOCK_MONOTONIC, &now);
                 if (now.tv_sec > deadline.tv_sec ||
@@ -668,10 +737,11 @@ static int wait_common(crew_task_t *t, int64_t timeout_ns, void **result)
                      now.tv_nsec >= deadline.tv_nsec))
                     break;
             }
-            if (!crew__try_run_one(pool, crew__self->id))
+            if (!crew__help_one(pool))
                 break;
         }
     }
+done:
     return block_on(t, timeout_ns >= 0 ? &deadline : NULL, result);
 }
 

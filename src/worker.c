@@ -119,6 +119,19 @@ void crew__unqueue(crew_t *pool, struct crew__rec *t)
         crew__slot_freed(pool);
 }
 
+_Thread_local unsigned crew__help_depth;
+
+/* Run one queued task while waiting, one level deeper. */
+bool crew__help_one(crew_t *pool)
+{
+    bool ran;
+
+    crew__help_depth++;
+    ran = crew__try_run_one(pool, crew__self->id);
+    crew__help_depth--;
+    return ran;
+}
+
 bool crew__try_run_one(crew_t *pool, unsigned worker_id)
 {
     struct crew__rec *t = crew__take(pool);
@@ -255,12 +268,74 @@ bool crew__idle(crew_t *pool, int64_t until_ns, bool stay)
     return false;
 }
 
+/* The end of a worker: the stop hook, then out of the pool's books. */
+static void worker_leave(struct crew__worker *w)
+{
+    crew_t *pool = w->pool;
+
+    if (pool->opts.on_thread_stop)
+        pool->opts.on_thread_stop(pool, w->id, pool->opts.user);
+    crew__self = NULL;
+    pthread_mutex_lock(&pool->lock);
+    if (w->overtime)
+        pool->overtime--;
+    if (w->detached) {
+        /* Left behind by a shutdown that could not wait for us: nobody
+         * joins us, and we may be the last user of the pool. */
+        pthread_mutex_unlock(&pool->lock);
+        free(w);
+        crew__pool_unref(pool);
+        return;
+    }
+    crew__stat_fold_locked(pool, w);
+    w->exited = true;           /* the last touch: now it may be joined */
+    pool->exited++;
+    pthread_cond_broadcast(&pool->done_cv);
+    pthread_mutex_unlock(&pool->lock);
+}
+
+/*
+ * A task (or a callback) called pthread_exit() on a worker: the thread is
+ * going, in the middle of the task.  Report the task that was running as
+ * failed (CREW_EEXIT) so nobody waits for it, take the worker out of the
+ * live count, and start a replacement if work waits.  Known limitation:
+ * in fiber mode the thread's other fibers are lost with it, and tasks
+ * nested below the innermost one (helping waits) are not reported.
+ */
+static void worker_exit_early(void *arg)
+{
+    struct crew__worker *w = arg;
+    crew_t *pool = w->pool;
+    const struct crew__rec *t = crew__running;
+
+    if (t != NULL)
+        crew__abandon(pool, (struct crew__rec *)t);
+    free(crew__proxy);          /* crew__run would have, on return */
+    crew__proxy = NULL;
+    pthread_mutex_lock(&pool->lock);
+    if (!w->overtime)
+        atomic_fetch_sub_explicit(&pool->live, 1, memory_order_relaxed);
+    if (w->overtime) {
+        w->overtime = false;
+        pool->overtime--;
+    }
+    if (atomic_load_explicit(&pool->queued, memory_order_relaxed) >
+            pool->sleepers - pool->tokens &&
+        atomic_load_explicit(&pool->state, memory_order_relaxed) !=
+            CREW__STOPPED)
+        (void)crew__spawn_locked(pool);
+    pthread_cond_broadcast(&pool->done_cv);
+    pthread_mutex_unlock(&pool->lock);
+    worker_leave(w);
+}
+
 static void *worker_main(void *p)
 {
     struct crew__worker *w = p;
     crew_t *pool = w->pool;
 
     crew__self = w;
+    pthread_cleanup_push(worker_exit_early, w);
     if (pool->opts.on_thread_start)
         pool->opts.on_thread_start(pool, w->id, pool->opts.user);
     if (pool->opts.fibers)
@@ -279,25 +354,8 @@ static void *worker_main(void *p)
         if (!crew__idle(pool, 0, false))
             break;
     }
-    if (pool->opts.on_thread_stop)
-        pool->opts.on_thread_stop(pool, w->id, pool->opts.user);
-    crew__self = NULL;
-    pthread_mutex_lock(&pool->lock);
-    if (w->overtime)
-        pool->overtime--;
-    if (w->detached) {
-        /* Left behind by a shutdown that could not wait for us: nobody
-         * joins us, and we may be the last user of the pool. */
-        pthread_mutex_unlock(&pool->lock);
-        free(w);
-        crew__pool_unref(pool);
-        return NULL;
-    }
-    crew__stat_fold_locked(pool, w);
-    w->exited = true;           /* the last touch: now it may be joined */
-    pool->exited++;
-    pthread_cond_broadcast(&pool->done_cv);
-    pthread_mutex_unlock(&pool->lock);
+    pthread_cleanup_pop(0);
+    worker_leave(w);
     return NULL;
 }
 
@@ -352,6 +410,14 @@ int crew__spawn_locked(crew_t *pool)
     sigset_t all, old;
     int rc;
 
+    /* Workers stuck in timed-out tasks do not count against max_workers,
+     * but only max_overtime of them may be replaced: a pool of hung tasks
+     * does not grow without end. */
+    if (atomic_load_explicit(&pool->live, memory_order_relaxed) +
+            pool->overtime >=
+        atomic_load_explicit(&pool->max_target, memory_order_relaxed) +
+            pool->opts.max_overtime)
+        return CREW_EAGAIN;
     crew__reap_locked(pool);
     w = crew__calloc(1, sizeof(*w));
     if (w == NULL)
@@ -412,8 +478,11 @@ int crew__wake_for_work(crew_t *pool)
                atomic_load_explicit(&pool->live, memory_order_relaxed) <
                    atomic_load_explicit(&pool->max_target,
                                         memory_order_relaxed)) {
+        /* With no worker at all the task would never run; unless stuck
+         * workers may come back (they rejoin when they return). */
         if (crew__spawn_locked(pool) != 0 &&
-            atomic_load_explicit(&pool->live, memory_order_relaxed) == 0)
+            atomic_load_explicit(&pool->live, memory_order_relaxed) == 0 &&
+            pool->overtime == 0)
             rc = CREW_ETHREAD;
     }
     pthread_mutex_unlock(&pool->lock);

@@ -272,7 +272,8 @@ START_TEST(errors__strerror_names_every_code)
 {
     const int codes[] = { CREW_EINVAL,    CREW_ENOMEM,    CREW_EAGAIN,
                           CREW_ETIMEDOUT, CREW_ESHUTDOWN, CREW_ECANCELED,
-                          CREW_ETHREAD,   CREW_EBUSY,     CREW_EDEADLK };
+                          CREW_ETHREAD,   CREW_EBUSY,     CREW_EDEADLK,
+                          CREW_EEXIT };
     const size_t n = sizeof codes / sizeof codes[0];
     const char *unknown = crew_strerror(-123456);
     ck_assert((unknown) != NULL);
@@ -292,7 +293,7 @@ START_TEST(errors__strerror_names_every_code)
                           "codes %d and %d share \"%s\"", codes[i], codes[j],
                           s);
     }
-    const int others[] = { 1, 42, -1, -1000, -1002, -99999, 12345 };
+    const int others[] = { 1, 42, -1, -1000, -1003, -99999, 12345 };
     for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
         const char *s = crew_strerror(others[i]);
         ck_assert((s) != NULL);

@@ -31,13 +31,6 @@ static int record_slowly(crew_ctx_t *ctx, void *arg, void **result)
     return 0;
 }
 
-static int hold(crew_ctx_t *ctx, void *arg, void **result)
-{
-    (void)ctx;
-    (void)result;
-    return t_gate_pass(arg) ? 0 : 1;
-}
-
 static crew_t *one_worker(int64_t aging_ns)
 {
     crew_opts_t o = { .min_workers = 1,
@@ -57,8 +50,14 @@ START_TEST(priority__higher_first_fifo_among_equals)
     crew_t *pool = one_worker(0);
     t_gate_t gate;
 
+    t_count_t started;
+    t_blocker_t b = { &started, &gate };
+
     t_gate_init(&gate);
-    ck_assert_int_eq(crew_submit(pool, hold, &gate), 0);
+    t_count_init(&started);
+    /* The only worker is held before anything else is queued. */
+    ck_assert_int_eq(crew_submit(pool, t_blocker_fn, &b), 0);
+    ck_assert(t_count_wait(&started, 1, T_LONG));
     for (int i = 0; i < 8; i++) {
         crew_task_opts_t o = { .priority = prio[i] };
 
@@ -72,6 +71,7 @@ START_TEST(priority__higher_first_fifo_among_equals)
         ck_assert_int_eq(order[i], want[i]);
     ck_assert_int_eq(crew_free(pool), 0);
     t_gate_destroy(&gate);
+    t_count_destroy(&started);
 }
 END_TEST
 
@@ -103,11 +103,15 @@ static int low_position(int64_t aging_ns)
     crew_t *pool = one_worker(aging_ns);
     crew_task_opts_t hi = { .priority = 10 };
     t_gate_t gate;
+    t_count_t started;
+    t_blocker_t b = { &started, &gate };
     int pos = -1;
 
     atomic_store(&streamed, 0);
     t_gate_init(&gate);
-    ck_assert_int_eq(crew_submit(pool, hold, &gate), 0);
+    t_count_init(&started);
+    ck_assert_int_eq(crew_submit(pool, t_blocker_fn, &b), 0);
+    ck_assert(t_count_wait(&started, 1, T_LONG));
     ck_assert_int_eq(crew_submit(pool, record, (void *)(intptr_t)-1), 0);
     for (int i = 0; i < 5; i++)
         ck_assert_int_eq(
@@ -120,6 +124,7 @@ static int low_position(int64_t aging_ns)
             pos = i;
     ck_assert_int_eq(crew_free(pool), 0);
     t_gate_destroy(&gate);
+    t_count_destroy(&started);
     return pos;
 }
 
