@@ -73,3 +73,35 @@ format:
 
 clean:
 	rm -rf build
+
+# The API fuzzer (tests/fuzz): libFuzzer with clang, ASan and UBSan, for
+# FUZZ_SECONDS.  New inputs go to build/fuzz/corpus (the committed seeds
+# in tests/fuzz/corpus are read only); a crash's reproducer goes to
+# tests/fuzz/crashes/, which the fuzz.corpus test replays from then on.
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS ?=
+
+.PHONY: fuzz
+
+fuzz: deps build/fuzz/Makefile
+	$(CMAKE) --build build/fuzz -j $(JOBS) --target fuzz_api
+	mkdir -p build/fuzz/corpus tests/fuzz/crashes
+	ASAN_OPTIONS=$${ASAN_OPTIONS:-detect_leaks=1} \
+	./build/fuzz/tests/fuzz/fuzz_api -max_total_time=$(FUZZ_SECONDS) \
+	    -max_len=512 -timeout=60 -rss_limit_mb=4096 -print_final_stats=1 \
+	    -artifact_prefix=tests/fuzz/crashes/ $(FUZZ_FLAGS) \
+	    build/fuzz/corpus tests/fuzz/corpus
+
+build/fuzz/Makefile:
+	CC=clang $(CMAKE) -S . -B build/fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	    -DCREW_SANITIZE="address;undefined" -DCREW_LIBFUZZER=ON \
+	    -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link" \
+	    -DCREW_BENCH=OFF -DCREW_EXAMPLES=OFF
+
+# crew against its peers on every workload of issue 4 (bench/peers):
+# installs the peers when missing, writes bench/results/W*.{md,csv} and
+# ns_per_task.png.  PEERS_FLAGS=--scale for a quick run.
+.PHONY: bench-peers
+PEERS_FLAGS ?=
+bench-peers: deps-build
+	./scripts/bench-peers.sh $(PEERS_FLAGS)
