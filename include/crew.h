@@ -296,12 +296,12 @@ CREW_API crew_t *crew_new(const crew_opts_t *opts);
 /*
  * Submit a task that nobody will wait for individually; its outcome goes to
  * the pool's callbacks and statistics.  When the queue is full, blocks
- * until it has drained to half its capacity (a low-water mark, so that a
- * fast producer is woken once per half a queue rather than once per
- * task).  Called from a worker of the same pool (a task or a callback)
- * with the queue full, it does not block, since that could wait for
- * itself: it runs the task at once on the calling thread instead ("caller
- * runs").  Returns 0 once the task is accepted, or CREW_EINVAL
+ * until a batch of slots is free: half the capacity, or 4096 slots if
+ * that is less (a low-water mark, so that a fast producer is woken once
+ * per batch rather than once per task).  Called from a worker of the same
+ * pool (a task or a callback) with the queue full, it does not block,
+ * since that could wait for itself: it runs the task at once on the
+ * calling thread instead ("caller runs").  Returns 0 once the task is accepted, or CREW_EINVAL
  * (NULL pool or fn), CREW_ESHUTDOWN (after crew_shutdown(), including for
  * submitters blocked when it was called), CREW_ENOMEM or CREW_ETHREAD (no
  * worker could be started for it).

@@ -228,6 +228,8 @@ struct crew {
     _Alignas(CREW__CACHELINE) _Atomic size_t reserved; /* queue slots
                                   taken (bounded pools only) */
     _Atomic size_t queued;     /* records visible in the queue */
+    size_t low_water;          /* bounded: wake blocked submitters when
+                                  `reserved` drops to it */
     _Atomic size_t outstanding; /* accepted, not finished */
     _Atomic int state;         /* CREW__* pool state */
 

@@ -304,6 +304,14 @@ int crew_create(crew_t **out, const crew_opts_t *opts)
     }
     crew__queue_init(&pool->q);
     atomic_init(&pool->reserved, 0);
+    {
+        /* A batch: half the queue, at least 1, at most 4096 slots. */
+        size_t batch = o.queue_capacity / 2;
+
+        batch = batch < 1 ? 1 : batch > 4096 ? 4096 : batch;
+        pool->low_water = o.queue_capacity > batch ? o.queue_capacity - batch
+                                                   : 0;
+    }
     atomic_init(&pool->queued, 0);
     atomic_init(&pool->outstanding, 0);
     atomic_init(&pool->state, CREW__RUNNING_STATE);

@@ -45,20 +45,23 @@ static bool try_reserve(crew_t *pool)
 }
 
 /*
- * A slot was freed.  Blocked submitters are woken in batches: when the
- * queue has drained to half its capacity (the low-water mark), not at each
- * freed slot, so a fast producer pays one sleep and wake per half a queue
- * instead of one per task.  A submitter sleeps only after seeing the queue
- * full with itself counted in space_waiters (both seq_cst); the queue must
- * then drain through the mark, and the crossing reads space_waiters after
- * its own store, so one side always sees the other.
+ * A slot was freed.  Blocked submitters are woken in batches: when a
+ * batch of slots is free (half the capacity, at most 4096: the low-water
+ * mark), not at each freed slot, so a fast producer pays one sleep and
+ * wake per batch instead of one per task.  The batch is capped so that
+ * the producer's refill bursts stay short: a long one takes a core from
+ * the workers for milliseconds at a time.  A submitter sleeps only after
+ * seeing the queue full with itself counted in space_waiters (both
+ * seq_cst); the queue must then drain through the mark, and the crossing
+ * reads space_waiters after its own store, so one side always sees the
+ * other.
  */
 void crew__slot_freed(crew_t *pool)
 {
     size_t prev = atomic_fetch_sub_explicit(&pool->reserved, 1,
                                             memory_order_seq_cst);
 
-    if (prev == pool->opts.queue_capacity / 2 + 1 &&
+    if (prev == pool->low_water + 1 &&
         atomic_load_explicit(&pool->space_waiters,
                              memory_order_seq_cst) > 0) {
         /* Taking the lock orders us after a waiter's last check; the
