@@ -301,10 +301,10 @@ CREW_API crew_t *crew_new(const crew_opts_t *opts);
  * per batch rather than once per task).  Called from a worker of the same
  * pool (a task or a callback) with the queue full, it does not block,
  * since that could wait for itself: it runs the task at once on the
- * calling thread instead ("caller runs").  Returns 0 once the task is accepted, or CREW_EINVAL
- * (NULL pool or fn), CREW_ESHUTDOWN (after crew_shutdown(), including for
- * submitters blocked when it was called), CREW_ENOMEM or CREW_ETHREAD (no
- * worker could be started for it).
+ * calling thread instead ("caller runs").  Returns 0 once the task is
+ * accepted, or CREW_EINVAL (NULL pool or fn), CREW_ESHUTDOWN (after
+ * crew_shutdown(), including for submitters blocked when it was called),
+ * CREW_ENOMEM or CREW_ETHREAD (no worker could be started for it).
  */
 CREW_API int crew_submit(crew_t *pool, crew_fn fn, void *arg);
 
