@@ -276,6 +276,27 @@ static void finish(crew_t *pool, struct crew_task *f, int err, void *result,
 }
 
 /*
+ * The task's end by cancellation, once this thread has moved its phase to
+ * FINAL from WAIT or QUEUED: disarm its timer, report CREW_ECANCELED,
+ * drop the pool's reference.  `on_worker`: see finish().
+ */
+static void report_cancelled(crew_t *pool, struct crew_task *f,
+                             bool on_worker)
+{
+    timer_del(pool, f);
+    /* Release: crew_task_state() readers see the final state. */
+    atomic_store_explicit(&f->rec.state, CREW__CANCELED,
+                          memory_order_release);
+    atomic_fetch_add_explicit(&pool->n_cancelled, 1, memory_order_relaxed);
+    crew__report(pool, &f->rec, CREW_ECANCELED, NULL);
+    if (on_worker)
+        crew__finish_one(pool);
+    else
+        crew__finish_one_locked(pool);
+    crew__future_unref(f);
+}
+
+/*
  * Queue attempt k, whose phase this thread just set to (k, QUEUED): arm
  * its deadline, push a proxy.  Returns CREW_ETHREAD if no worker could
  * start for it, CREW_ENOMEM if no proxy could be made.
@@ -500,14 +521,7 @@ void crew__run_proxy(crew_t *pool, struct crew__rec *proxy,
         if (atomic_compare_exchange_strong_explicit(
                 &f->phase, &p, PHASE(k, CREW__PH_FINAL),
                 memory_order_acq_rel, memory_order_acquire)) {
-            timer_del(pool, f);
-            atomic_store_explicit(&f->rec.state, CREW__CANCELED,
-                                  memory_order_release);
-            atomic_fetch_add_explicit(&pool->n_cancelled, 1,
-                                      memory_order_relaxed);
-            crew__report(pool, &f->rec, CREW_ECANCELED, NULL);
-            crew__finish_one(pool);
-            crew__future_unref(f);
+            report_cancelled(pool, f, true);
         }
         goto drop;
     }
@@ -639,13 +653,7 @@ static void start(crew_t *pool, struct crew_task *f, unsigned k)
         if (atomic_compare_exchange_strong_explicit(
                 &f->phase, &p, PHASE(k, CREW__PH_FINAL),
                 memory_order_acq_rel, memory_order_acquire)) {
-            atomic_store_explicit(&f->rec.state, CREW__CANCELED,
-                                  memory_order_release);
-            atomic_fetch_add_explicit(&pool->n_cancelled, 1,
-                                      memory_order_relaxed);
-            crew__report(pool, &f->rec, CREW_ECANCELED, NULL);
-            crew__finish_one_locked(pool);
-            crew__future_unref(f);
+            report_cancelled(pool, f, false);
         }
         return;
     }
@@ -768,12 +776,6 @@ int crew__policy_cancel(struct crew_task *f)
                 memory_order_acq_rel, memory_order_acquire))
             break;
     }
-    timer_del(pool, f);
-    atomic_store_explicit(&f->rec.state, CREW__CANCELED,
-                          memory_order_release);
-    atomic_fetch_add_explicit(&pool->n_cancelled, 1, memory_order_relaxed);
-    crew__report(pool, &f->rec, CREW_ECANCELED, NULL);
-    crew__finish_one_locked(pool);
-    crew__future_unref(f);
+    report_cancelled(pool, f, false);
     return 0;
 }
