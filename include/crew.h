@@ -208,7 +208,8 @@ typedef struct crew_backoff {
                                  jitter_pct percent (0..100) */
 } crew_backoff_t;
 
-/* Decides whether an attempt that ended with `err` is retried. */
+/* Decides whether an attempt that ended with `err` is retried; `user` is
+ * the task's crew_task_opts_t.user. */
 typedef bool (*crew_retry_fn)(int err, void *user);
 
 /* Per-task options for crew_spawn().  Zero means "as the pool says". */
@@ -265,7 +266,8 @@ typedef struct crew_stats {
     uint64_t cancelled;       /* ended by cancellation: never ran, or
                                  cancelled while waiting for a retry */
     uint64_t rejected;        /* submits refused: full, timed out, shut
-                                 down, out of memory or threads */
+                                 down, out of memory or threads, or into
+                                 a cancelled group */
     uint64_t retries;         /* attempts after the first */
     uint64_t timed_out;       /* attempts whose deadline passed */
     unsigned overtime_workers; /* stuck in a timed-out task */

@@ -129,6 +129,7 @@ struct crew_group {
     pthread_cond_t cv;
     struct crew_task *members; /* unfinished tasks */
     uint64_t total, done, failed, cancelled, running, unfinished;
+    unsigned reporting;        /* members reported, progress not yet */
     int first_err;
     bool cancelled_flag;
 };
@@ -437,6 +438,8 @@ void crew__fiber_cache_free(crew_t *pool);
 bool crew__in_fiber(void);
 void crew__fiber_yield(void);
 bool crew__fiber_budget_left(crew_t *pool);
+void crew__fiber_wait_begin(void);
+void crew__fiber_wait_end(void);
 
 /* worker.c */
 struct crew__rec *crew__take(crew_t *pool);

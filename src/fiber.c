@@ -555,6 +555,25 @@ static void budget_give(crew_t *pool)
         crew__pass_on(pool);
 }
 
+/*
+ * A fiber that waits (for a future or a group) gives its place in the
+ * budget back meanwhile, so that what it waits for can be let in: with
+ * every place held by waiters, their children would never start.  Back
+ * from the wait it counts again, even if that puts the count above the
+ * budget for a while (waiting fibers are not "in flight").
+ */
+void crew__fiber_wait_begin(void)
+{
+    budget_give(self_sched->pool);
+}
+
+void crew__fiber_wait_end(void)
+{
+    /* Relaxed: a count, as in budget_take(). */
+    atomic_fetch_add_explicit(&self_sched->pool->fibers_live, 1,
+                              memory_order_relaxed);
+}
+
 bool crew__fiber_budget_left(crew_t *pool)
 {
     return atomic_load_explicit(&pool->fibers_live, memory_order_seq_cst) <

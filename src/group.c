@@ -120,7 +120,7 @@ void crew__group_withdraw(struct crew_task *f)
     unlink_locked(g, f);
     g->total--;
     g->unfinished--;
-    if (g->unfinished == 0)
+    if (g->unfinished == 0 && g->reporting == 0)
         pthread_cond_broadcast(&g->cv);
     pthread_mutex_unlock(&g->mu);
     f->group = NULL;
@@ -208,8 +208,8 @@ void crew__group_done(struct crew_task *f, int err)
         g->first_err = err;
     g->unfinished--;
     idle = g->unfinished == 0;
-    if (idle)
-        pthread_cond_broadcast(&g->cv);
+    /* Waiters wait for this report too (it may use their data). */
+    g->reporting++;
     group_counts_locked(g, &p);
     pthread_mutex_unlock(&g->mu);
     if (g->opts.on_progress != NULL &&
@@ -221,6 +221,11 @@ void crew__group_done(struct crew_task *f, int err)
         g->opts.on_progress(&p, g->opts.user);
         crew__callback_pool = outer;
     }
+    pthread_mutex_lock(&g->mu);
+    g->reporting--;
+    if (g->unfinished == 0 && g->reporting == 0)
+        pthread_cond_broadcast(&g->cv);
+    pthread_mutex_unlock(&g->mu);
     /* The reference on the group goes with the task (future_free). */
 }
 
@@ -259,7 +264,7 @@ static bool group_idle(crew_group_t *g)
     bool idle;
 
     pthread_mutex_lock(&g->mu);
-    idle = g->unfinished == 0;
+    idle = g->unfinished == 0 && g->reporting == 0;
     pthread_mutex_unlock(&g->mu);
     return idle;
 }
@@ -276,11 +281,13 @@ static int wait_common(crew_group_t *g, int64_t timeout_ns)
     /* On a fiber, other fibers run meanwhile (polling by yielding, as
      * crew_task_wait does); a worker of the group's pool helps. */
     if (crew__in_fiber()) {
+        crew__fiber_wait_begin();
         while (!group_idle(g) &&
                (timeout_ns < 0 ||
                 crew__now_ns() < (int64_t)deadline.tv_sec * 1000000000 +
                                      deadline.tv_nsec))
             crew__fiber_yield();
+        crew__fiber_wait_end();
     } else if (crew__inside(g->pool)) {
         while (!group_idle(g) && crew__help_depth < CREW__HELP_DEPTH) {
             if (timeout_ns >= 0 && crew__now_ns() >=
@@ -291,12 +298,12 @@ static int wait_common(crew_group_t *g, int64_t timeout_ns)
         }
     }
     pthread_mutex_lock(&g->mu);
-    while (g->unfinished > 0 && rc == 0) {
+    while ((g->unfinished > 0 || g->reporting > 0) && rc == 0) {
         if (timeout_ns < 0)
             pthread_cond_wait(&g->cv, &g->mu);
         else if (pthread_cond_timedwait(&g->cv, &g->mu, &deadline) ==
                      ETIMEDOUT &&
-                 g->unfinished > 0)
+                 (g->unfinished > 0 || g->reporting > 0))
             rc = CREW_ETIMEDOUT;
     }
     if (rc == 0)

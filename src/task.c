@@ -712,6 +712,12 @@ static int wait_common(crew_task_t *t, int64_t timeout_ns, void **result)
      * Known limitation: the fiber polls by yielding; it does not park on
      * the future, so a thread whose only fibers wait stays busy. */
     if (crew__in_fiber()) {
+        /* The task itself, if nobody has started it (on this fiber's
+         * stack, as a waiting worker does in thread mode). */
+        if (crew__inside(pool) &&
+            run_out_of_turn(pool, &t->rec, crew__self->id))
+            goto done;
+        crew__fiber_wait_begin();
         while (!future_done(t)) {
             if (timeout_ns >= 0) {
                 clock_gettime(CLOCK_MONOTONIC, &now);
@@ -722,6 +728,7 @@ static int wait_common(crew_task_t *t, int64_t timeout_ns, void **result)
             }
             crew__fiber_yield();
         }
+        crew__fiber_wait_end();
     } else if (crew__inside(pool)) {
         /*
          * A worker of the task's own pool helps instead of just waiting:

@@ -184,6 +184,26 @@ START_TEST(fiber__tasks_wait_for_tasks_on_one_thread)
 }
 END_TEST
 
+/* Fork-join with a budget of one: the waiting parent gives its place
+ * back, or runs the child itself, so the child is not locked out. */
+START_TEST(fiber__fork_join_with_a_budget_of_one)
+{
+    crew_t *pool = fiber_pool(1, 1);
+    crew_task_t *t[2];
+
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(crew_spawn(pool, outer, NULL, NULL, &t[i]), 0);
+    for (int i = 0; i < 2; i++) {
+        void *r = NULL;
+
+        ck_assert_int_eq(crew_task_wait(t[i], &r), 0);
+        ck_assert_int_eq((intptr_t)r, 36);
+        crew_task_release(t[i]);
+    }
+    ck_assert_int_eq(crew_free(pool), 0);
+}
+END_TEST
+
 static int group_parent(crew_ctx_t *ctx, void *arg, void **result)
 {
     crew_group_t *g;
@@ -311,6 +331,7 @@ int main(void)
     crew_add_test(s, fiber__yield_takes_turns);
     crew_add_test(s, fiber__tasks_wait_for_tasks_on_one_thread);
     crew_add_test(s, fiber__group_wait_inside_a_fiber);
+    crew_add_test(s, fiber__fork_join_with_a_budget_of_one);
     crew_add_test(s, fiber__errno_is_per_fiber);
     crew_add_test(s, fiber__timeout_on_a_fiber);
     crew_add_test(s, fiber__shutdown_now_and_drain);

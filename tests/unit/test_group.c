@@ -243,6 +243,43 @@ START_TEST(group__progress_reports_bounded_and_final)
 }
 END_TEST
 
+static atomic_int final_reports;
+
+static void count_final(const crew_progress_t *p, void *user)
+{
+    (void)user;
+    if (p->done == p->total)
+        atomic_fetch_add(&final_reports, 1);
+}
+
+/* crew_group_wait() returns only after the report made when nothing was
+ * left has run (the callback may use what the waiter frees next). */
+START_TEST(group__wait_covers_the_final_report)
+{
+    crew_opts_t o = { .max_workers = 2 };
+    crew_group_opts_t go = { .on_progress = count_final,
+                             .progress_interval_ns = 60 * T_SEC };
+    crew_t *pool;
+
+    ck_assert_int_eq(crew_create(&pool, &o), 0);
+    for (int round = 0; round < 300; round++) {
+        crew_task_opts_t to = { 0 };
+        crew_group_t *g;
+
+        atomic_store(&final_reports, 0);
+        ck_assert_int_eq(crew_group_create(pool, &go, &g), 0);
+        to.group = g;
+        for (int i = 0; i < 4; i++)
+            ck_assert_int_eq(crew_spawn(pool, returns, NULL, &to, NULL), 0);
+        ck_assert_int_eq(crew_group_wait(g), 0);
+        ck_assert_msg(atomic_load(&final_reports) >= 1,
+                      "round %d: wait returned before the final report", round);
+        crew_group_free(g);
+    }
+    ck_assert_int_eq(crew_free(pool), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("group");
@@ -252,5 +289,6 @@ int main(void)
     crew_add_test(s, group__timeout_cancel_and_refusals);
     crew_add_test(s, group__used_from_inside_tasks);
     crew_add_test(s, group__progress_reports_bounded_and_final);
+    crew_add_test(s, group__wait_covers_the_final_report);
     return crew_run_suite(s);
 }
