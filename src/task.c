@@ -789,7 +789,21 @@ int crew_task_state(const crew_task_t *task)
         return CREW_EINVAL;
     /* Acquire: pairs with the state's release stores and CASes. */
     s = atomic_load_explicit(&task->rec.state, memory_order_acquire);
-    return s == CREW__WITHDRAWN ? CREW_TASK_CANCELED : s;
+    if (s == CREW__CANCELED || s == CREW__WITHDRAWN) {
+        bool done;
+
+        /*
+         * A canceller moves the state before it reports (callbacks first,
+         * then the future): until the future is done, the task still
+         * reads as queued, so that this agrees with crew_task_poll().
+         * (DONE and FAILED are stored with `done`, under the mutex.)
+         */
+        pthread_mutex_lock((pthread_mutex_t *)&task->mu);
+        done = task->done;
+        pthread_mutex_unlock((pthread_mutex_t *)&task->mu);
+        return done ? CREW_TASK_CANCELED : CREW_TASK_QUEUED;
+    }
+    return s;
 }
 
 int crew_task_cancel(crew_task_t *task)
