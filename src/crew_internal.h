@@ -168,7 +168,7 @@ struct crew__queue {
      * separate cache lines because different threads hammer them. */
     _Alignas(CREW__CACHELINE) struct crew__rec *_Atomic tail;
     _Alignas(CREW__CACHELINE) struct crew__rec *head;
-    struct crew__rec stub;
+    struct crew__rec sentinel;
 };
 
 enum { CREW__POP_OK, CREW__POP_EMPTY, CREW__POP_RETRY };

@@ -13,9 +13,9 @@
  * gap belongs to a producer between its exchange and its link store, and
  * closes as soon as that producer runs one more store.  The consumer reports
  * that as CREW__POP_RETRY instead of reading on, so it never skips or
- * repeats a record.  A stub record keeps the list non-empty, so the
+ * repeats a record.  A sentinel record keeps the list non-empty, so the
  * consumer never has to race a producer for the last element: when it
- * would take the last one, it first pushes the stub behind it.
+ * would take the last one, it first pushes the sentinel behind it.
  *
  * Known limitation: a producer preempted between its two steps holds up the
  * consumer (which retries) until it runs again; pushes never wait.
@@ -24,9 +24,9 @@
 
 void crew__queue_init(struct crew__queue *q)
 {
-    atomic_init(&q->stub.next, NULL);
-    q->head = &q->stub;
-    atomic_init(&q->tail, &q->stub);
+    atomic_init(&q->sentinel.next, NULL);
+    q->head = &q->sentinel;
+    atomic_init(&q->tail, &q->sentinel);
 }
 
 void crew__queue_push(struct crew__queue *q, struct crew__rec *t)
@@ -53,11 +53,11 @@ int crew__queue_pop(struct crew__queue *q, struct crew__rec **out)
     struct crew__rec *next =
         atomic_load_explicit(&head->next, memory_order_acquire);
 
-    if (head == &q->stub) {
+    if (head == &q->sentinel) {
         if (next == NULL) {
             /* Acquire: pairs with the exchange; only compared here. */
             if (atomic_load_explicit(&q->tail, memory_order_acquire) ==
-                &q->stub)
+                &q->sentinel)
                 return CREW__POP_EMPTY;
             return CREW__POP_RETRY;
         }
@@ -72,7 +72,7 @@ int crew__queue_pop(struct crew__queue *q, struct crew__rec **out)
     }
     if (atomic_load_explicit(&q->tail, memory_order_acquire) != head)
         return CREW__POP_RETRY;     /* a producer is mid-push behind head */
-    crew__queue_push(q, &q->stub);
+    crew__queue_push(q, &q->sentinel);
     next = atomic_load_explicit(&head->next, memory_order_acquire);
     if (next != NULL) {
         q->head = next;
