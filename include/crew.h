@@ -508,7 +508,11 @@ CREW_API void crew_group_free(crew_group_t *group);
  * Wait `ns` nanoseconds.  On a fiber (crew_opts_t.fibers) the fiber parks
  * in its thread's timer and the thread runs other tasks meanwhile; on any
  * other thread it sleeps (nanosleep).  So task code runs unchanged in both
- * modes.  Returns 0, or CREW_EINVAL for a negative time.
+ * modes.  Inside a task the sleep ends early, and says why, when the
+ * attempt's deadline passes (CREW_ETIMEDOUT) or the task is asked to stop
+ * by crew_task_cancel() or crew_shutdown(CREW_SHUTDOWN_NOW)
+ * (CREW_ECANCELED); on a thread it notices a cancel within 10 ms.
+ * Returns 0, those, or CREW_EINVAL for a negative time.
  */
 CREW_API int crew_sleep(int64_t ns);
 

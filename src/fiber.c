@@ -481,31 +481,89 @@ void crew__fiber_yield(void)
     switch_to(s, NULL, false);
 }
 
+/*
+ * Why a sleep of the running task should end early: its attempt's
+ * deadline has passed (CREW_ETIMEDOUT), or it was asked to stop, by
+ * crew_task_cancel() or crew_shutdown(NOW) (CREW_ECANCELED).  Also sets
+ * *deadline to the attempt's deadline (0: none).
+ */
+static int sleep_interrupted(int64_t *deadline)
+{
+    const struct crew__rec *t = crew__running;
+    crew_t *pool = crew__self != NULL ? crew__self->pool : NULL;
+
+    *deadline = 0;
+    if (t == NULL || pool == NULL)
+        return 0;
+    if (t->flags & CREW__F_POLICY)
+        *deadline = atomic_load_explicit(
+            &crew__future((struct crew__rec *)t)->deadline,
+            memory_order_relaxed);
+    /* Relaxed: flags polled by the task; nothing else hangs on them. */
+    if (atomic_load_explicit(&pool->state, memory_order_relaxed) ==
+            CREW__CANCELLING ||
+        (crew__is_future(t) &&
+         atomic_load_explicit(
+             &crew__future((struct crew__rec *)t)->cancel_requested,
+             memory_order_relaxed)))
+        return CREW_ECANCELED;
+    if (*deadline != 0 && crew__now_ns() >= *deadline)
+        return CREW_ETIMEDOUT;
+    return 0;
+}
+
+/* The longest a thread-mode sleep goes without looking at the flags. */
+#define SLEEP_SLICE_NS (10LL * 1000 * 1000)
+
 int crew_sleep(int64_t ns)
 {
     struct crew__sched *s = self_sched;
-    struct timespec ts;
+    int64_t until, deadline;
+    int rc;
 
     if (ns < 0)
         return CREW_EINVAL;
+    until = crew__after_ns(ns);
+    if ((rc = sleep_interrupted(&deadline)) != 0)
+        return rc;
+    if (deadline != 0 && deadline < until)
+        until = deadline;       /* wake for the deadline, not after it */
     if (s != NULL && s->current != NULL) {
         struct crew__fiber *f = s->current;
 
-        f->wake_at = crew__after_ns(ns);
+        f->wake_at = until;
         if (timer_push(s, f) != 0) {
             /* No room in the heap: wait by yielding instead. */
-            while (crew__now_ns() < f->wake_at)
+            while (crew__now_ns() < f->wake_at &&
+                   sleep_interrupted(&deadline) == 0)
                 crew__fiber_yield();
-            return 0;
+        } else {
+            switch_to(s, NULL, false);
         }
-        switch_to(s, NULL, false);
-        return 0;
+        return sleep_interrupted(&deadline);
     }
-    ts.tv_sec = (time_t)(ns / 1000000000);
-    ts.tv_nsec = (long)(ns % 1000000000);
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-    return 0;
+    /* On a thread: in slices, so a cancel or a shutdown ends it soon. */
+    for (;;) {
+        int64_t left = until - crew__now_ns();
+        struct timespec ts;
+
+        if (left <= 0 || (rc = sleep_interrupted(&deadline)) != 0)
+            break;
+        if (left > SLEEP_SLICE_NS && crew__running != NULL)
+            left = SLEEP_SLICE_NS;
+        ts.tv_sec = (time_t)(left / 1000000000);
+        ts.tv_nsec = (long)(left % 1000000000);
+        nanosleep(&ts, NULL);
+    }
+    return rc != 0 ? rc : sleep_interrupted(&deadline);
+}
+
+/* Shutdown NOW: every parked fiber wakes (its sleep returns
+ * CREW_ECANCELED). */
+static void wake_all_parked(struct crew__sched *s)
+{
+    while (s->heap_len > 0)
+        ready_push(s, timer_pop(s));
 }
 
 void crew_yield(void)
@@ -664,6 +722,9 @@ void crew__sched_loop(crew_t *pool, struct crew__worker *w)
         bool worked = false;
 
         fire_timers(&s);
+        if (atomic_load_explicit(&pool->state, memory_order_relaxed) ==
+            CREW__CANCELLING)
+            wake_all_parked(&s);
         /* One round over the fibers ready now; those that yield go to the
          * next round, after new tasks had their chance. */
         f = s.ready_head;

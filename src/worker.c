@@ -237,6 +237,13 @@ bool crew__idle(crew_t *pool, int64_t until_ns, bool stay)
             atomic_load_explicit(&pool->outstanding,
                                  memory_order_seq_cst) == 0)
             break;
+        /* Fiber mode, shutdown NOW: back to the scheduler, which wakes
+         * its parked fibers so their sleeps end. */
+        if (stay && state == CREW__CANCELLING) {
+            leave_locked(pool);
+            pthread_mutex_unlock(&pool->lock);
+            return true;
+        }
         if (timed_out && state == CREW__RUNNING_STATE &&
             live > pool->min_workers)
             break;

@@ -24,15 +24,20 @@ static crew_t *fiber_pool(unsigned threads, unsigned fibers)
     return pool;
 }
 
-static atomic_int entered, left, max_entered_before_left;
+static atomic_int entered, left, max_entered_before_left, bad_sleeps;
 
 static int sleeper(crew_ctx_t *ctx, void *arg, void **result)
 {
+    int rc;
+
     (void)ctx;
     (void)arg;
     (void)result;
     atomic_fetch_add(&entered, 1);
-    ck_assert_int_eq(crew_sleep(20 * MS), 0);
+    /* 0, or CREW_ECANCELED under shutdown NOW; checked by the test. */
+    rc = crew_sleep(20 * MS);
+    if (rc != 0 && rc != CREW_ECANCELED)
+        atomic_fetch_add(&bad_sleeps, 1);
     if (atomic_fetch_add(&left, 1) == 0)
         atomic_store(&max_entered_before_left, atomic_load(&entered));
     return 0;
@@ -305,6 +310,7 @@ START_TEST(fiber__shutdown_now_and_drain)
     ck_assert_int_eq(crew_shutdown(pool, CREW_SHUTDOWN_DRAIN), 0);
     crew_stats(pool, &st);
     ck_assert_uint_eq(st.completed, 40);
+    ck_assert_int_eq(atomic_load(&bad_sleeps), 0);
     ck_assert_int_eq(crew_free(pool), 0);
 }
 END_TEST
@@ -322,6 +328,102 @@ START_TEST(fiber__sleep_outside_a_fiber_and_bad_options)
 }
 END_TEST
 
+static atomic_int sleep_rc_ecanceled, sleep_rc_etimedout, sleep_started;
+
+static int long_sleeper(crew_ctx_t *ctx, void *arg, void **result)
+{
+    int rc;
+
+    (void)ctx;
+    (void)arg;
+    (void)result;
+    atomic_fetch_add(&sleep_started, 1);
+    rc =
+        crew_sleep(300 * T_SEC); /* past ctest's timeout: ends early or fails */
+    if (rc == CREW_ECANCELED)
+        atomic_fetch_add(&sleep_rc_ecanceled, 1);
+    else if (rc == CREW_ETIMEDOUT)
+        atomic_fetch_add(&sleep_rc_etimedout, 1);
+    return rc;
+}
+
+static void reset_sleep_counts(void)
+{
+    atomic_store(&sleep_rc_ecanceled, 0);
+    atomic_store(&sleep_rc_etimedout, 0);
+    atomic_store(&sleep_started, 0);
+}
+
+/* A sleep ends at the attempt's deadline, in both modes. */
+static void sleep_ends_at_deadline(bool fibers)
+{
+    crew_opts_t o = { .fibers = fibers, .threads = 1, .max_workers = 4 };
+    crew_task_opts_t to = { .timeout_ns = 30 * MS };
+    crew_task_t *t;
+    crew_t *pool;
+    bool ok;
+
+    reset_sleep_counts();
+    ck_assert_int_eq(crew_create(&pool, &o), 0);
+    ck_assert_int_eq(crew_spawn(pool, long_sleeper, NULL, &to, &t), 0);
+    ck_assert_int_eq(crew_task_wait(t, NULL), CREW_ETIMEDOUT);
+    crew_task_release(t);
+    /* The task itself comes back from its long sleep with the reason. */
+    T_EVENTUALLY(ok, atomic_load(&sleep_rc_etimedout) == 1, 10 * T_SEC);
+    ck_assert(ok);
+    ck_assert_int_eq(crew_free(pool), 0);
+}
+
+START_TEST(fiber__sleep_ends_at_deadline_on_a_fiber)
+{
+    sleep_ends_at_deadline(true);
+}
+END_TEST
+
+START_TEST(fiber__sleep_ends_at_deadline_on_a_thread)
+{
+    sleep_ends_at_deadline(false);
+}
+END_TEST
+
+/* Shutdown NOW wakes parked fibers (their sleeps say why). */
+START_TEST(fiber__shutdown_now_wakes_sleepers)
+{
+    crew_t *pool = fiber_pool(1, 16);
+    bool ok;
+
+    reset_sleep_counts();
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(crew_submit(pool, long_sleeper, NULL), 0);
+    T_EVENTUALLY(ok, atomic_load(&sleep_started) == 5, 10 * T_SEC);
+    ck_assert(ok);
+    ck_assert_int_eq(crew_shutdown(pool, CREW_SHUTDOWN_NOW), 0);
+    ck_assert_int_eq(atomic_load(&sleep_rc_ecanceled), 5);
+    ck_assert_int_eq(crew_free(pool), 0);
+}
+END_TEST
+
+/* crew_task_cancel on a running, sleeping task ends its sleep (thread). */
+START_TEST(fiber__cancel_wakes_a_sleeping_thread_task)
+{
+    crew_opts_t o = { .max_workers = 1 };
+    crew_task_t *t;
+    crew_t *pool;
+    bool ok;
+
+    reset_sleep_counts();
+    ck_assert_int_eq(crew_create(&pool, &o), 0);
+    ck_assert_int_eq(crew_spawn(pool, long_sleeper, NULL, NULL, &t), 0);
+    T_EVENTUALLY(ok, atomic_load(&sleep_started) == 1, 10 * T_SEC);
+    ck_assert(ok);
+    ck_assert_int_eq(crew_task_cancel(t), CREW_EBUSY); /* running */
+    ck_assert_int_eq(crew_task_wait(t, NULL), CREW_ECANCELED);
+    ck_assert_int_eq(atomic_load(&sleep_rc_ecanceled), 1);
+    crew_task_release(t);
+    ck_assert_int_eq(crew_free(pool), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("fiber");
@@ -332,6 +434,10 @@ int main(void)
     crew_add_test(s, fiber__tasks_wait_for_tasks_on_one_thread);
     crew_add_test(s, fiber__group_wait_inside_a_fiber);
     crew_add_test(s, fiber__fork_join_with_a_budget_of_one);
+    crew_add_test(s, fiber__sleep_ends_at_deadline_on_a_fiber);
+    crew_add_test(s, fiber__sleep_ends_at_deadline_on_a_thread);
+    crew_add_test(s, fiber__shutdown_now_wakes_sleepers);
+    crew_add_test(s, fiber__cancel_wakes_a_sleeping_thread_task);
     crew_add_test(s, fiber__errno_is_per_fiber);
     crew_add_test(s, fiber__timeout_on_a_fiber);
     crew_add_test(s, fiber__shutdown_now_and_drain);
