@@ -10,6 +10,7 @@
 #ifndef PEERS_COMMON_H
 #define PEERS_COMMON_H
 
+#include "../heapcount.h"
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -75,9 +76,7 @@ uint64_t fib_tasks(int n, int cutoff);
 long rss_now_kib(void);
 
 /* Heap counting (the malloc family is interposed in common.c). */
-void heap_start(void);
-void heap_stop(struct res *r);
-bool heap_counted(void);
+void heap_stop(struct res *r);   /* heap_read() into r */
 
 void res_skip(struct res *r, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
