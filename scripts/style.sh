@@ -51,6 +51,9 @@ if [ -n "$undocumented" ]; then
     failed "public functions without a comment right before them"
 fi
 
+# The API reference (docs/api.md) must be what the header gives.
+"$(dirname "$0")/api-ref.sh" --check || failed "docs/api.md is stale"
+
 # cppcheck
 if ! command -v cppcheck >/dev/null 2>&1; then
     failed "cppcheck is missing (scripts/deps.sh installs it)"
@@ -68,5 +71,6 @@ else
         failed "tests/ not laid out as .clang-format says (make format)"
 fi
 
-[ $status -eq 0 ] && echo "style.sh: columns, docs, cppcheck, format: clean"
+[ $status -eq 0 ] &&
+    echo "style.sh: columns, docs, api reference, cppcheck, format: clean"
 exit $status
