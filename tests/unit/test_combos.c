@@ -135,6 +135,17 @@ START_TEST(combos__group_cancel_cancels_retries)
 }
 END_TEST
 
+static atomic_int held_returned;
+
+/* As hold(), then says it is done with the gate, as its last act. */
+static int hold_and_tell(crew_ctx_t *ctx, void *arg, void **result)
+{
+    int rc = hold(ctx, arg, result);
+
+    atomic_store(&held_returned, 1);
+    return rc;
+}
+
 START_TEST(combos__group_sees_timeout_at_deadline)
 {
     crew_opts_t o = { .max_workers = 2 };
@@ -147,7 +158,8 @@ START_TEST(combos__group_sees_timeout_at_deadline)
     ck_assert_int_eq(crew_create(&pool, &o), 0);
     ck_assert_int_eq(crew_group_create(pool, NULL, &g), 0);
     to.group = g;
-    ck_assert_int_eq(crew_spawn(pool, hold, &gate, &to, NULL), 0);
+    atomic_store(&held_returned, 0);
+    ck_assert_int_eq(crew_spawn(pool, hold_and_tell, &gate, &to, NULL), 0);
     /* The task is still held at the gate: the group ends at the deadline,
      * with the timeout as its first error. */
     ck_assert_int_eq(crew_group_wait(g), CREW_ETIMEDOUT);
@@ -156,6 +168,11 @@ START_TEST(combos__group_sees_timeout_at_deadline)
     ck_assert_int_eq(crew_wait(pool), 0);
     crew_group_free(g);
     ck_assert_int_eq(crew_free(pool), 0);
+    /* The timed-out task's worker was left behind by crew_free(): wait
+     * until it is done with the gate before the gate goes. */
+    bool ok;
+    T_EVENTUALLY(ok, atomic_load(&held_returned) == 1, T_LONG);
+    ck_assert(ok);
     t_gate_destroy(&gate);
 }
 END_TEST
