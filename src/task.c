@@ -696,9 +696,19 @@ static int block_on(crew_task_t *t, const struct timespec *deadline,
     return rc;
 }
 
+/* Has the CLOCK_MONOTONIC time `ts` passed? */
+static bool past(const struct timespec *ts)
+{
+    struct timespec now;
+
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return now.tv_sec > ts->tv_sec ||
+           (now.tv_sec == ts->tv_sec && now.tv_nsec >= ts->tv_nsec);
+}
+
 static int wait_common(crew_task_t *t, int64_t timeout_ns, void **result)
 {
-    struct timespec deadline, now;
+    struct timespec deadline;
     crew_t *pool;
 
     if (t == NULL || !crew__is_future(&t->rec))
@@ -719,13 +729,8 @@ static int wait_common(crew_task_t *t, int64_t timeout_ns, void **result)
             goto done;
         crew__fiber_wait_begin();
         while (!future_done(t)) {
-            if (timeout_ns >= 0) {
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                if (now.tv_sec > deadline.tv_sec ||
-                    (now.tv_sec == deadline.tv_sec &&
-                     now.tv_nsec >= deadline.tv_nsec))
-                    break;
-            }
+            if (timeout_ns >= 0 && past(&deadline))
+                break;
             crew__fiber_yield();
         }
         crew__fiber_wait_end();
@@ -740,13 +745,8 @@ static int wait_common(crew_task_t *t, int64_t timeout_ns, void **result)
         if (run_out_of_turn(pool, &t->rec, crew__self->id))
             goto done;
         while (!future_done(t) && crew__help_depth < CREW__HELP_DEPTH) {
-            if (timeout_ns >= 0) {
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                if (now.tv_sec > deadline.tv_sec ||
-                    (now.tv_sec == deadline.tv_sec &&
-                     now.tv_nsec >= deadline.tv_nsec))
-                    break;
-            }
+            if (timeout_ns >= 0 && past(&deadline))
+                break;
             if (!crew__help_one(pool))
                 break;
         }
