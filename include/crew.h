@@ -369,7 +369,11 @@ CREW_API int crew_task_wait_timeout(crew_task_t *task, int64_t timeout_ns,
 /* Never blocks: the outcome if finished, else CREW_EBUSY. */
 CREW_API int crew_task_poll(crew_task_t *task, void **result);
 
-/* What the task has come to now; CREW_EINVAL for NULL. */
+/*
+ * What the task has come to now; CREW_EINVAL for NULL.  A task being
+ * cancelled reads CREW_TASK_QUEUED until its cancellation is reported
+ * (callbacks run, future completed), so this agrees with crew_task_poll().
+ */
 CREW_API int crew_task_state(const crew_task_t *task);
 
 /*
