@@ -191,6 +191,9 @@ typedef struct crew_opts {
     size_t fiber_stack_size;  /* fiber mode: bytes per fiber stack, plus a
                                  guard page; default 64 KiB; 16 KiB to
                                  1 GiB */
+    unsigned blocking_threads; /* fiber mode: most threads running
+                                 crew_blocking() calls at once; default
+                                 64 */
 } crew_opts_t;
 
 /* How long a retried task waits before its next attempt. */
@@ -515,7 +518,8 @@ CREW_API void crew_group_free(crew_group_t *group);
  * modes.  Inside a task the sleep ends early, and says why, when the
  * attempt's deadline passes (CREW_ETIMEDOUT) or the task is asked to stop
  * by crew_task_cancel() or crew_shutdown(CREW_SHUTDOWN_NOW)
- * (CREW_ECANCELED); on a thread it notices a cancel within 10 ms.
+ * (CREW_ECANCELED): a parked fiber is woken at once, a thread notices
+ * within 10 ms.
  * Returns 0, those, or CREW_EINVAL for a negative time.
  */
 CREW_API int crew_sleep(int64_t ns);
@@ -525,6 +529,65 @@ CREW_API int crew_sleep(int64_t ns);
  * ready list; on any other thread, sched_yield().
  */
 CREW_API void crew_yield(void);
+
+/*
+ * Run fn(arg) and return what it returns, for a call that may block its
+ * thread (a read from a pipe, a lock held elsewhere, a slow system call).
+ * On a fiber the call runs on one of the pool's blocking threads (started
+ * when needed, at most crew_opts_t.blocking_threads, retired after a
+ * second idle; more calls than that wait their turn) while the fiber
+ * parks, so its thread keeps running the other fibers; errno after fn is
+ * the caller's errno after this returns.  If no blocking thread can be
+ * started, fn runs on the fiber's own thread.  Anywhere else it simply
+ * calls fn.  The call is not interrupted by a cancel or a timeout; fn
+ * runs on another thread, so it must not rely on the task's thread-local
+ * state or call crew_sleep() expecting to park.  fn NULL: returns NULL
+ * with errno EINVAL.
+ */
+CREW_API void *crew_blocking(void *(*fn)(void *arg), void *arg);
+
+/*
+ * An event: a flag that tasks and other threads wait for, set and reset
+ * by anyone.  Waiting parks a fiber (its thread runs other fibers) and
+ * blocks a thread, so the same code works in both modes.  While set,
+ * every wait returns at once; crew_event_set() wakes every waiter.
+ */
+typedef struct crew_event crew_event_t;
+
+/* Make an event, not set, in *event.  Returns 0, CREW_EINVAL (event NULL)
+ * or CREW_ENOMEM. */
+CREW_API int crew_event_create(crew_event_t **event);
+
+/*
+ * Free an event.  Returns 0 (NULL is a no-op), or CREW_EBUSY, freeing
+ * nothing, while anyone waits on it.
+ */
+CREW_API int crew_event_free(crew_event_t *event);
+
+/* Set the event and wake every waiter.  Returns 0 or CREW_EINVAL. */
+CREW_API int crew_event_set(crew_event_t *event);
+
+/* Clear the event; later waits wait again.  Returns 0 or CREW_EINVAL. */
+CREW_API int crew_event_reset(crew_event_t *event);
+
+/* Is the event set now?  false for NULL. */
+CREW_API bool crew_event_is_set(crew_event_t *event);
+
+/*
+ * Wait until the event is set.  Returns 0 once it is.  Inside a task the
+ * wait ends early, as crew_sleep() does: CREW_ECANCELED when the task is
+ * cancelled or the pool shuts down NOW, CREW_ETIMEDOUT when the attempt's
+ * deadline passes.  CREW_EINVAL for NULL.
+ */
+CREW_API int crew_event_wait(crew_event_t *event);
+
+/*
+ * crew_event_wait() for at most timeout_ns: CREW_ETIMEDOUT if the event
+ * is still not set then (0 only tests it).  CREW_EINVAL for a negative
+ * timeout.
+ */
+CREW_API int crew_event_wait_timeout(crew_event_t *event,
+                                     int64_t timeout_ns);
 
 /* Inside a task: which attempt this is (1 for the first). */
 CREW_API unsigned crew_ctx_attempt(const crew_ctx_t *ctx);

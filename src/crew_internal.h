@@ -92,6 +92,9 @@ struct crew_task {
     pthread_mutex_t mu;        /* leaf lock: guards the fields above it */
     pthread_cond_t cv;
     unsigned waiters;
+    struct crew__waiter *fwaiters; /* under mu: fibers waiting */
+    struct crew__fiber *parked_fiber; /* under mu: the fiber running it,
+                                  while it waits interruptibly */
 
     int priority;              /* kept by every attempt */
     bool use_heap;             /* attempts go to the priority heap */
@@ -127,6 +130,7 @@ struct crew_group {
     _Atomic int64_t last_progress;
     pthread_mutex_t mu;        /* guards the fields below; a leaf */
     pthread_cond_t cv;
+    struct crew__waiter *fwaiters; /* fibers waiting */
     struct crew_task *members; /* unfinished tasks */
     uint64_t total, done, failed, cancelled, running, unfinished;
     unsigned reporting;        /* members reported, progress not yet */
@@ -244,6 +248,8 @@ struct crew {
     _Atomic unsigned fibers_peak; /* fiber mode: most fibers at once */
     pthread_mutex_t fiber_lock;   /* guards fiber_cache; a leaf */
     struct crew__fiber *fiber_cache; /* free fibers any thread may take */
+    _Atomic unsigned sched_sleepers; /* fiber mode: schedulers asleep in
+                                  crew__idle(), for crew__fiber_deliver */
     _Atomic unsigned max_target; /* bound every decision uses */
     _Atomic unsigned space_waiters; /* submitters blocked on a full queue */
     _Atomic unsigned wait_waiters;  /* crew_wait()/shutdown callers */
@@ -299,6 +305,14 @@ struct crew {
     bool timer_started, timer_stop;
     pthread_t timer_tid;
     struct crew__worker *workers; /* every thread not yet joined */
+
+    /* Blocking calls of fibers (blocking.c). */
+    pthread_mutex_t block_lock; /* guards the fields below; a leaf */
+    pthread_cond_t block_cv;    /* idle blocking threads */
+    pthread_cond_t block_gone_cv; /* crew_free waits for them to go */
+    struct crew__bcall *bhead, *btail; /* calls not yet taken */
+    unsigned bthreads, bidle;
+    bool bstop;
 };
 
 /*
@@ -433,6 +447,19 @@ static inline bool crew__would_deadlock(const crew_t *pool)
 }
 
 /* fiber.c */
+
+/*
+ * A fiber waiting on something (a future, a group, an event): linked in
+ * the object's list under the object's mutex.  Lives on the fiber's
+ * stack for the wait.  Wakers take it off the list, claim the fiber,
+ * and deliver it after dropping the mutex.
+ */
+struct crew__waiter {
+    struct crew__waiter *next, **pprev; /* pprev NULL: not on a list */
+    struct crew__fiber *f;
+    unsigned gen;              /* the park it waits in */
+};
+
 void crew__sched_loop(crew_t *pool, struct crew__worker *w);
 void crew__fiber_cache_free(crew_t *pool);
 bool crew__in_fiber(void);
@@ -440,10 +467,25 @@ void crew__fiber_yield(void);
 bool crew__fiber_budget_left(crew_t *pool);
 void crew__fiber_wait_begin(void);
 void crew__fiber_wait_end(void);
+void crew__fiber_park(pthread_mutex_t *mu, int64_t until, bool interruptible);
+unsigned crew__fiber_next_park(void);
+void crew__fiber_wait_on(struct crew__waiter **q, pthread_mutex_t *mu,
+                         int64_t until, bool interruptible);
+void crew__waiter_add(struct crew__waiter **q, struct crew__waiter *w);
+void crew__waiter_remove(struct crew__waiter *w);
+struct crew__fiber *crew__waiters_take(struct crew__waiter **q);
+void crew__fiber_deliver(struct crew__fiber *woken);
+void crew__fiber_cancelable(bool on);
+void crew__fiber_cancel(struct crew_task *t);
+int crew__wait_interrupted(int64_t *deadline);
+
+/* blocking.c */
+void crew__blocking_stop(crew_t *pool);
 
 /* worker.c */
 struct crew__rec *crew__take(crew_t *pool);
-bool crew__idle(crew_t *pool, int64_t until_ns, bool stay);
+bool crew__idle(crew_t *pool, int64_t until_ns, bool stay,
+                struct crew__fiber *_Atomic *inbox);
 int crew__spawn_locked(crew_t *pool);
 void crew__reap_locked(crew_t *pool);
 void crew__stat_fold_locked(crew_t *pool, struct crew__worker *w);

@@ -8,10 +8,15 @@
  * allows, gives each a fiber (a stack from the thread's pool of stacks),
  * and switches to it.  A fiber runs until its task returns, or until the
  * task parks it: crew_sleep() (into the thread's timer heap), crew_yield()
- * (to the back of the thread's ready list), or a wait for a future or a
- * group (which yields until done).  Between fibers the scheduler fires due
- * timers, admits new tasks, and when nothing is ready, sleeps on the pool's
- * work condition until the nearest timer or until work arrives.
+ * (to the back of the thread's ready list), or a wait for a future, a
+ * group, an event or a crew_blocking() call (on the object's list of
+ * waiting fibers).  Whoever ends a wait claims the fiber (crew__fiber_park
+ * says how exactly one waker wins) and hands it back to its own thread:
+ * directly if that is the waker's thread, else through the thread's inbox,
+ * waking the thread if it sleeps.  Between fibers the scheduler takes its
+ * inbox, fires due timers, admits new tasks, and when nothing is ready,
+ * sleeps on the pool's work condition until the nearest timer, new work or
+ * a fiber in its inbox.
  *
  * Threads: everything in a struct crew__sched belongs to its one thread,
  * so needs no lock; fibers never move to another thread once started
@@ -84,9 +89,16 @@ struct crew__fiber {
     struct crew__rec *task;    /* the task it runs; NULL when free */
     unsigned worker_id;
     bool done;                 /* its task returned: recycle it */
-    int64_t wake_at;           /* parked in the timer heap until then */
-    size_t heap_idx;
-    uint64_t tseq;
+    /* Parking.  A parked fiber is woken once: whoever turns `parked`
+     * from the park's number to 0 (its timer, the object it waits on, a
+     * cancel) puts it back on its thread's ready list, directly or
+     * through the inbox.  Numbering the parks lets a wake meant for an
+     * earlier one (a timer entry left behind) fail harmlessly. */
+    _Atomic unsigned parked;   /* the park's number while parked, else 0 */
+    unsigned park_gen;         /* the number of its latest park */
+    bool timer_woke;           /* its timer ended the latest park */
+    struct crew__fiber *wnext; /* in a woken list or the inbox */
+    struct crew__fiber *pnext, **pprev; /* home->parked: interruptible */
     void *map;                 /* the mapping: guard page + stack */
     size_t map_size;
     void *tsan_fiber;
@@ -103,6 +115,7 @@ struct crew__tent {
     int64_t wake_at;
     uint64_t seq;
     struct crew__fiber *f;
+    unsigned gen;              /* the park it wakes (see claim()) */
 };
 
 /* Free fibers a thread keeps; more go to the pool's shared list, so that
@@ -122,8 +135,13 @@ struct crew__sched {
 #endif
     struct crew__fiber *current;
     struct crew__fiber *ready_head, *ready_tail;
+    /* Fibers woken by other threads: a lock-free stack they push and
+     * this thread takes whole (crew__fiber_deliver). */
+    struct crew__fiber *_Atomic inbox;
+    struct crew__fiber *parked; /* parked until a cancel or shutdown NOW */
     struct crew__tent *heap;   /* min-heap on (wake_at, tseq) */
     size_t heap_len, heap_cap;
+    size_t stale;              /* entries whose park ended otherwise */
     uint64_t tseq;
     struct crew__fiber *free_list;
     unsigned nfree;            /* on free_list */
@@ -373,7 +391,6 @@ static struct crew__fiber *fiber_get(struct crew__sched *s)
         return NULL;
     }
     f->home = s;
-    f->heap_idx = CREW__NO_TIMER;
 #ifdef CREW__TSAN
     f->tsan_fiber = __tsan_create_fiber(0);
 #endif
@@ -408,14 +425,17 @@ static bool earlier(const struct crew__tent *a, const struct crew__tent *b)
            (a->wake_at == b->wake_at && a->seq < b->seq);
 }
 
-static int timer_push(struct crew__sched *s, struct crew__fiber *f)
+static int timer_push(struct crew__sched *s, struct crew__fiber *f,
+                      int64_t when)
 {
-    struct crew__tent e = { f->wake_at, s->tseq++, f };
+    struct crew__tent e = { when, s->tseq++, f, f->park_gen };
     size_t i;
 
     if (s->heap_len == s->heap_cap) {
         size_t cap = s->heap_cap ? s->heap_cap * 2 : 256;
-        struct crew__tent *h = realloc(s->heap, cap * sizeof(*h));
+        struct crew__tent *h = crew__fault(CREW_FAULT_ALLOC)
+                                   ? NULL
+                                   : realloc(s->heap, cap * sizeof(*h));
 
         if (h == NULL)
             return CREW_ENOMEM;
@@ -431,9 +451,9 @@ static int timer_push(struct crew__sched *s, struct crew__fiber *f)
     return 0;
 }
 
-static struct crew__fiber *timer_pop(struct crew__sched *s)
+static struct crew__tent timer_pop(struct crew__sched *s)
 {
-    struct crew__fiber *top = s->heap[0].f;
+    struct crew__tent top = s->heap[0];
     struct crew__tent last = s->heap[--s->heap_len];
     size_t i = 0;
 
@@ -454,7 +474,73 @@ static struct crew__fiber *timer_pop(struct crew__sched *s)
     return top;
 }
 
-/* Move every fiber whose time has come to the ready list. */
+/*
+ * Claim a parked fiber for waking: true for exactly one caller per park,
+ * and false for a wake meant for another park (gen 0: whichever park it
+ * is in).  seq_cst: the store in crew__fiber_park() and this exchange
+ * order against the loads of the cancel flags each side makes after them
+ * (see there).
+ */
+static bool claim(struct crew__fiber *f, unsigned gen)
+{
+    unsigned cur = atomic_load_explicit(&f->parked, memory_order_seq_cst);
+
+    while (cur != 0 && (gen == 0 || cur == gen))
+        if (atomic_compare_exchange_weak_explicit(&f->parked, &cur, 0,
+                                                  memory_order_seq_cst,
+                                                  memory_order_seq_cst))
+            return true;
+    return false;
+}
+
+/* Is the timer entry still for a park in progress?  Relaxed: a fiber
+ * that moved to another thread has other numbers; one that is ours is
+ * parked by this thread. */
+static bool live_entry(const struct crew__tent *e)
+{
+    return atomic_load_explicit(&e->f->parked, memory_order_relaxed) ==
+           e->gen;
+}
+
+/*
+ * Entries whose park ended otherwise (a wake before the timeout) stay in
+ * the heap until their time.  When they are most of it, drop them all at
+ * once and rebuild the heap, so that many early wakes of long timeouts
+ * cannot make it grow without bound.
+ */
+static void timer_compact(struct crew__sched *s)
+{
+    size_t n = 0;
+
+    if (s->stale < 64 || s->stale < s->heap_len / 2)
+        return;
+    for (size_t i = 0; i < s->heap_len; i++)
+        if (live_entry(&s->heap[i]))
+            s->heap[n++] = s->heap[i];
+    s->heap_len = n;
+    s->stale = 0;
+    for (size_t i = n / 2; i-- > 0;) {
+        struct crew__tent e = s->heap[i];
+        size_t j = i;
+
+        for (;;) {
+            size_t c = 2 * j + 1;
+
+            if (c >= n)
+                break;
+            if (c + 1 < n && earlier(&s->heap[c + 1], &s->heap[c]))
+                c++;
+            if (!earlier(&s->heap[c], &e))
+                break;
+            s->heap[j] = s->heap[c];
+            j = c;
+        }
+        s->heap[j] = e;
+    }
+}
+
+/* Move every fiber whose time has come to the ready list.  An entry left
+ * by an earlier park, or for a fiber something else woke, is dropped. */
 static void fire_timers(struct crew__sched *s)
 {
     int64_t now;
@@ -462,11 +548,46 @@ static void fire_timers(struct crew__sched *s)
     if (s->heap_len == 0)
         return;
     now = crew__now_ns();
-    while (s->heap_len > 0 && s->heap[0].wake_at <= now)
-        ready_push(s, timer_pop(s));
+    while (s->heap_len > 0 && s->heap[0].wake_at <= now) {
+        struct crew__tent e = timer_pop(s);
+
+        if (claim(e.f, e.gen)) {
+            e.f->timer_woke = true;
+            ready_push(s, e.f);
+        } else if (s->stale > 0) {
+            s->stale--;
+        }
+    }
 }
 
-/* --- What tasks call ----------------------------------------------------- */
+/* Take the fibers other threads woke, in the order they were woken. */
+static bool take_inbox(struct crew__sched *s)
+{
+    struct crew__fiber *f, *rev = NULL;
+
+    /* Relaxed first look: the exchange below is what synchronises. */
+    if (atomic_load_explicit(&s->inbox, memory_order_relaxed) == NULL)
+        return false;
+    /* Acquire: pairs with the release in crew__fiber_deliver(), so what
+     * the waker wrote before waking the fiber is visible to it. */
+    f = atomic_exchange_explicit(&s->inbox, NULL, memory_order_acquire);
+    while (f != NULL) {
+        struct crew__fiber *next = f->wnext;
+
+        f->wnext = rev;
+        rev = f;
+        f = next;
+    }
+    while (rev != NULL) {
+        struct crew__fiber *next = rev->wnext;
+
+        ready_push(s, rev);
+        rev = next;
+    }
+    return true;
+}
+
+/* --- Parking and waking -------------------------------------------------- */
 
 bool crew__in_fiber(void)
 {
@@ -482,72 +603,285 @@ void crew__fiber_yield(void)
 }
 
 /*
- * Why a sleep of the running task should end early: its attempt's
- * deadline has passed (CREW_ETIMEDOUT), or it was asked to stop, by
- * crew_task_cancel() or crew_shutdown(NOW) (CREW_ECANCELED).  Also sets
- * *deadline to the attempt's deadline (0: none).
+ * Is the running task asked to stop: by crew_task_cancel() or by
+ * crew_shutdown(NOW)?  seq_cst: see crew__fiber_park().
  */
-static int sleep_interrupted(int64_t *deadline)
+static bool stop_asked(void)
 {
     const struct crew__rec *t = crew__running;
     crew_t *pool = crew__self != NULL ? crew__self->pool : NULL;
 
+    if (pool != NULL &&
+        atomic_load_explicit(&pool->state, memory_order_seq_cst) ==
+            CREW__CANCELLING)
+        return true;
+    return t != NULL && crew__is_future(t) &&
+           atomic_load_explicit(
+               &crew__future((struct crew__rec *)t)->cancel_requested,
+               memory_order_seq_cst);
+}
+
+/*
+ * Park the running fiber until something wakes it, or until `until`
+ * (CLOCK_MONOTONIC ns; 0: no timer).  The caller has already made it
+ * findable by whatever will wake it (a waiter list under `mu`, which is
+ * held on entry and released here once the fiber counts as parked, so a
+ * waker that takes `mu` next finds it parked; mu may be NULL).  With
+ * `interruptible`, a cancel of the running task or shutdown NOW wakes it
+ * too.  Returns with `mu` unlocked; the caller looks again at what it
+ * waits for (a wake says only "look").
+ *
+ * The cancel race: the canceller stores its flag, then claims the fiber
+ * (crew__fiber_cancel); the fiber stores parked = 1, then loads the flag.
+ * All four are seq_cst, so one of them sees the other: either the
+ * canceller's claim finds it parked, or the fiber sees the flag and
+ * claims itself back.
+ */
+void crew__fiber_park(pthread_mutex_t *mu, int64_t until, bool interruptible)
+{
+    struct crew__sched *s = self_sched;
+    struct crew__fiber *f = s->current;
+    unsigned gen = crew__fiber_next_park();
+    bool timed;
+
+    f->park_gen = gen;
+    f->timer_woke = false;
+    atomic_store_explicit(&f->parked, gen, memory_order_seq_cst);
+    if (mu != NULL)
+        pthread_mutex_unlock(mu);
+    timed = until > 0 && timer_push(s, f, until) == 0;
+    if ((interruptible && stop_asked()) || (until > 0 && !timed)) {
+        /* Asked to stop already, or no room for the timer: do not sleep,
+         * just let the others run once (unless a waker claimed us first;
+         * then its wake brings us back). */
+        if (claim(f, gen))
+            ready_push(s, f);
+    } else if (interruptible) {
+        f->pnext = s->parked;
+        f->pprev = &s->parked;
+        if (s->parked != NULL)
+            s->parked->pprev = &f->pnext;
+        s->parked = f;
+    }
+    switch_to(s, NULL, false);
+    if (f->pprev != NULL) {
+        *f->pprev = f->pnext;
+        if (f->pnext != NULL)
+            f->pnext->pprev = f->pprev;
+        f->pprev = NULL;
+    }
+    if (timed && !f->timer_woke) {
+        s->stale++;             /* its entry waits in the heap */
+        timer_compact(s);
+    }
+}
+
+/* The number the running fiber's next park will have (never 0). */
+unsigned crew__fiber_next_park(void)
+{
+    unsigned gen = self_sched->current->park_gen + 1;
+
+    return gen != 0 ? gen : 1;
+}
+
+/* Shutdown NOW: wake every fiber parked interruptibly (their waits end
+ * with CREW_ECANCELED). */
+static void wake_interruptible(struct crew__sched *s)
+{
+    for (struct crew__fiber *f = s->parked; f != NULL; f = f->pnext)
+        if (claim(f, 0))
+            ready_push(s, f);
+}
+
+/*
+ * Put fibers that this thread claimed back on their threads' ready
+ * lists: its own directly, others' through their inboxes, waking their
+ * threads if they sleep.  `woken` is a list through wnext.
+ */
+void crew__fiber_deliver(struct crew__fiber *woken)
+{
+    while (woken != NULL) {
+        struct crew__fiber *f = woken;
+        struct crew__sched *home = f->home;
+        crew_t *pool = home->pool;
+        struct crew__fiber *old;
+
+        woken = f->wnext;
+        if (home == self_sched) {
+            ready_push(home, f);
+            continue;
+        }
+        /*
+         * Once f is in the inbox it may run, finish, and its pool shut
+         * down and go: hold a reference for the wake-up below.  The pool
+         * is alive now, since f is parked in one of its tasks.  Relaxed:
+         * a count, as for detached workers.
+         */
+        atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
+        old = atomic_load_explicit(&home->inbox, memory_order_relaxed);
+        do
+            f->wnext = old;
+        /* seq_cst: release for take_inbox(), and ordered before the load
+         * of sched_sleepers below against crew__idle()'s increment and
+         * inbox check (one side sees the other). */
+        while (!atomic_compare_exchange_weak_explicit(
+            &home->inbox, &old, f, memory_order_seq_cst,
+            memory_order_relaxed));
+        if (atomic_load_explicit(&pool->sched_sleepers,
+                                 memory_order_seq_cst) > 0) {
+            pthread_mutex_lock(&pool->lock);
+            pthread_cond_broadcast(&pool->work_cv);
+            pthread_mutex_unlock(&pool->lock);
+        }
+        crew__pool_unref(pool);
+    }
+}
+
+void crew__waiter_add(struct crew__waiter **q, struct crew__waiter *w)
+{
+    w->f = self_sched->current;
+    w->gen = crew__fiber_next_park();
+    w->next = *q;
+    w->pprev = q;
+    if (*q != NULL)
+        (*q)->pprev = &w->next;
+    *q = w;
+}
+
+void crew__waiter_remove(struct crew__waiter *w)
+{
+    if (w->pprev == NULL)
+        return;                 /* a waker took it off already */
+    *w->pprev = w->next;
+    if (w->next != NULL)
+        w->next->pprev = w->pprev;
+    w->pprev = NULL;
+}
+
+/* Take every waiter off the list and claim its fiber; the caller delivers
+ * the returned list after dropping the lock that guards q. */
+struct crew__fiber *crew__waiters_take(struct crew__waiter **q)
+{
+    struct crew__fiber *woken = NULL;
+    struct crew__waiter *w;
+
+    while ((w = *q) != NULL) {
+        *q = w->next;
+        w->pprev = NULL;
+        if (claim(w->f, w->gen)) {
+            w->f->wnext = woken;
+            woken = w->f;
+        }
+    }
+    return woken;
+}
+
+/*
+ * Wait on a list guarded by `mu` (held on entry and on return) until
+ * woken or until `until` (0: none); see crew__fiber_park().
+ */
+void crew__fiber_wait_on(struct crew__waiter **q, pthread_mutex_t *mu,
+                         int64_t until, bool interruptible)
+{
+    struct crew__waiter w;
+
+    crew__waiter_add(q, &w);
+    crew__fiber_park(mu, until, interruptible);
+    pthread_mutex_lock(mu);
+    crew__waiter_remove(&w);
+}
+
+/*
+ * The running task lets a cancel find its fiber while it waits
+ * interruptibly (crew_sleep, crew_event_wait): `on` true before the
+ * wait, false after.  Tasks without a future cannot be cancelled.
+ */
+void crew__fiber_cancelable(bool on)
+{
+    const struct crew__rec *r = crew__running;
+    struct crew_task *t;
+
+    if (r == NULL || !crew__is_future(r))
+        return;
+    t = crew__future((struct crew__rec *)r);
+    pthread_mutex_lock(&t->mu);
+    t->parked_fiber = on ? self_sched->current : NULL;
+    pthread_mutex_unlock(&t->mu);
+}
+
+/* crew_task_cancel() of a running task: wake its fiber if it waits
+ * interruptibly.  The cancel flag is stored (seq_cst) already. */
+void crew__fiber_cancel(struct crew_task *t)
+{
+    struct crew__fiber *f;
+
+    pthread_mutex_lock(&t->mu);
+    f = t->parked_fiber;
+    if (f != NULL && !claim(f, 0))
+        f = NULL;
+    pthread_mutex_unlock(&t->mu);
+    /* Claimed, it stays parked (and alive) until delivered. */
+    if (f != NULL) {
+        f->wnext = NULL;
+        crew__fiber_deliver(f);
+    }
+}
+
+/*
+ * Why a wait of the running task should end early: its attempt's
+ * deadline has passed (CREW_ETIMEDOUT), or it was asked to stop, by
+ * crew_task_cancel() or crew_shutdown(NOW) (CREW_ECANCELED).  Also sets
+ * *deadline to the attempt's deadline (0: none).
+ */
+int crew__wait_interrupted(int64_t *deadline)
+{
+    const struct crew__rec *t = crew__running;
+
     *deadline = 0;
-    if (t == NULL || pool == NULL)
+    if (t == NULL || crew__self == NULL)
         return 0;
     if (t->flags & CREW__F_POLICY)
         *deadline = atomic_load_explicit(
             &crew__future((struct crew__rec *)t)->deadline,
             memory_order_relaxed);
-    /* Relaxed: flags polled by the task; nothing else hangs on them. */
-    if (atomic_load_explicit(&pool->state, memory_order_relaxed) ==
-            CREW__CANCELLING ||
-        (crew__is_future(t) &&
-         atomic_load_explicit(
-             &crew__future((struct crew__rec *)t)->cancel_requested,
-             memory_order_relaxed)))
+    if (stop_asked())
         return CREW_ECANCELED;
     if (*deadline != 0 && crew__now_ns() >= *deadline)
         return CREW_ETIMEDOUT;
     return 0;
 }
 
-/* The longest a thread-mode sleep goes without looking at the flags. */
+/* The longest a thread-mode wait goes without looking at the flags. */
 #define SLEEP_SLICE_NS (10LL * 1000 * 1000)
 
 int crew_sleep(int64_t ns)
 {
-    struct crew__sched *s = self_sched;
     int64_t until, deadline;
     int rc;
 
     if (ns < 0)
         return CREW_EINVAL;
     until = crew__after_ns(ns);
-    if ((rc = sleep_interrupted(&deadline)) != 0)
+    if ((rc = crew__wait_interrupted(&deadline)) != 0)
         return rc;
     if (deadline != 0 && deadline < until)
         until = deadline;       /* wake for the deadline, not after it */
-    if (s != NULL && s->current != NULL) {
-        struct crew__fiber *f = s->current;
-
-        f->wake_at = until;
-        if (timer_push(s, f) != 0) {
-            /* No room in the heap: wait by yielding instead. */
-            while (crew__now_ns() < f->wake_at &&
-                   sleep_interrupted(&deadline) == 0)
-                crew__fiber_yield();
-        } else {
-            switch_to(s, NULL, false);
-        }
-        return sleep_interrupted(&deadline);
+    if (crew__in_fiber()) {
+        crew__fiber_cancelable(true);
+        /* A wake before `until` is a cancel or a shutdown (or, without
+         * memory for the timer, a turn): look, and park again if not. */
+        while (crew__now_ns() < until &&
+               crew__wait_interrupted(&deadline) == 0)
+            crew__fiber_park(NULL, until, true);
+        crew__fiber_cancelable(false);
+        return crew__wait_interrupted(&deadline);
     }
     /* On a thread: in slices, so a cancel or a shutdown ends it soon. */
     for (;;) {
         int64_t left = until - crew__now_ns();
         struct timespec ts;
 
-        if (left <= 0 || (rc = sleep_interrupted(&deadline)) != 0)
+        if (left <= 0 || (rc = crew__wait_interrupted(&deadline)) != 0)
             break;
         if (left > SLEEP_SLICE_NS && crew__running != NULL)
             left = SLEEP_SLICE_NS;
@@ -555,15 +889,7 @@ int crew_sleep(int64_t ns)
         ts.tv_nsec = (long)(left % 1000000000);
         nanosleep(&ts, NULL);
     }
-    return rc != 0 ? rc : sleep_interrupted(&deadline);
-}
-
-/* Shutdown NOW: every parked fiber wakes (its sleep returns
- * CREW_ECANCELED). */
-static void wake_all_parked(struct crew__sched *s)
-{
-    while (s->heap_len > 0)
-        ready_push(s, timer_pop(s));
+    return rc != 0 ? rc : crew__wait_interrupted(&deadline);
 }
 
 void crew_yield(void)
@@ -714,6 +1040,7 @@ void crew__sched_loop(crew_t *pool, struct crew__worker *w)
     memset(&s, 0, sizeof(s));
     s.pool = pool;
     s.w = w;
+    atomic_init(&s.inbox, NULL);
 #ifdef CREW__TSAN
     s.tsan_fiber = __tsan_get_current_fiber();
 #endif
@@ -721,10 +1048,11 @@ void crew__sched_loop(crew_t *pool, struct crew__worker *w)
     for (;;) {
         bool worked = false;
 
+        take_inbox(&s);
         fire_timers(&s);
         if (atomic_load_explicit(&pool->state, memory_order_relaxed) ==
             CREW__CANCELLING)
-            wake_all_parked(&s);
+            wake_interruptible(&s);
         /* One round over the fibers ready now; those that yield go to the
          * next round, after new tasks had their chance. */
         f = s.ready_head;
@@ -740,15 +1068,25 @@ void crew__sched_loop(crew_t *pool, struct crew__worker *w)
             worked = true;
         if (worked || s.ready_head != NULL)
             continue;
-        /* Nothing ready: sleep until the nearest timer or new work.  With
-         * fibers parked, never leave the pool (they must be resumed). */
-        if (!crew__idle(pool, next_timer(&s), s.nfibers > 0) &&
+        /* Nothing ready: sleep until the nearest timer, new work or a
+         * fiber woken from elsewhere.  With fibers parked, never leave
+         * the pool (they must be resumed). */
+        if (!crew__idle(pool, next_timer(&s), s.nfibers > 0, &s.inbox) &&
             s.nfibers == 0)
             break;
     }
-    while ((f = s.free_list) != NULL) {
-        s.free_list = f->next;
-        fiber_destroy(f);
+    /* The stacks go to the pool's list, not back to the system: another
+     * thread's timer heap may still hold an entry naming one of them
+     * (crew_free unmaps them all, once every thread is gone). */
+    if (s.free_list != NULL) {
+        struct crew__fiber *last = s.free_list;
+
+        while (last->next != NULL)
+            last = last->next;
+        pthread_mutex_lock(&pool->fiber_lock);
+        last->next = pool->fiber_cache;
+        pool->fiber_cache = s.free_list;
+        pthread_mutex_unlock(&pool->fiber_lock);
     }
     free(s.heap);
     self_sched = NULL;

@@ -109,10 +109,21 @@ int crew__group_add(crew_group_t *g, struct crew_task *f)
     return rc;
 }
 
+/* When nothing is left to wait for, wake the waiters: threads now, the
+ * fibers returned are for crew__fiber_deliver() after unlocking. */
+static struct crew__fiber *wake_if_idle_locked(crew_group_t *g)
+{
+    if (g->unfinished > 0 || g->reporting > 0)
+        return NULL;
+    pthread_cond_broadcast(&g->cv);
+    return crew__waiters_take(&g->fwaiters);
+}
+
 /* Its spawn failed after it joined: it never was a member. */
 void crew__group_withdraw(struct crew_task *f)
 {
     crew_group_t *g = f->group;
+    struct crew__fiber *woken;
 
     if (g == NULL)
         return;
@@ -120,9 +131,9 @@ void crew__group_withdraw(struct crew_task *f)
     unlink_locked(g, f);
     g->total--;
     g->unfinished--;
-    if (g->unfinished == 0 && g->reporting == 0)
-        pthread_cond_broadcast(&g->cv);
+    woken = wake_if_idle_locked(g);
     pthread_mutex_unlock(&g->mu);
+    crew__fiber_deliver(woken);
     f->group = NULL;
     crew__group_unref(g);
 }
@@ -184,6 +195,7 @@ static void group_counts_locked(crew_group_t *g, crew_progress_t *p)
 void crew__group_done(struct crew_task *f, int err)
 {
     crew_group_t *g = f->group;
+    struct crew__fiber *woken;
     crew_progress_t p;
     bool idle;
 
@@ -223,9 +235,9 @@ void crew__group_done(struct crew_task *f, int err)
     }
     pthread_mutex_lock(&g->mu);
     g->reporting--;
-    if (g->unfinished == 0 && g->reporting == 0)
-        pthread_cond_broadcast(&g->cv);
+    woken = wake_if_idle_locked(g);
     pthread_mutex_unlock(&g->mu);
+    crew__fiber_deliver(woken);
     /* The reference on the group goes with the task (future_free). */
 }
 
@@ -278,15 +290,17 @@ static int wait_common(crew_group_t *g, int64_t timeout_ns)
         return CREW_EINVAL;
     if (timeout_ns >= 0)
         crew__deadline(&deadline, timeout_ns);
-    /* On a fiber, other fibers run meanwhile (polling by yielding, as
-     * crew_task_wait does); a worker of the group's pool helps. */
+    /* On a fiber, park until the group is idle (or the timeout); other
+     * fibers run meanwhile.  A worker of the group's pool helps. */
     if (crew__in_fiber()) {
+        int64_t until = timeout_ns >= 0 ? crew__after_ns(timeout_ns) : 0;
+
         crew__fiber_wait_begin();
-        while (!group_idle(g) &&
-               (timeout_ns < 0 ||
-                crew__now_ns() < (int64_t)deadline.tv_sec * 1000000000 +
-                                     deadline.tv_nsec))
-            crew__fiber_yield();
+        pthread_mutex_lock(&g->mu);
+        while ((g->unfinished > 0 || g->reporting > 0) &&
+               (until == 0 || crew__now_ns() < until))
+            crew__fiber_wait_on(&g->fwaiters, &g->mu, until, false);
+        pthread_mutex_unlock(&g->mu);
         crew__fiber_wait_end();
     } else if (crew__inside(g->pool)) {
         while (!group_idle(g) && crew__help_depth < CREW__HELP_DEPTH) {

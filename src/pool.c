@@ -53,7 +53,10 @@ static int check_opts(crew_opts_t *o)
             o->max_workers = 1024;
         if (o->fiber_stack_size == 0)
             o->fiber_stack_size = (size_t)64 * 1024;
+        if (o->blocking_threads == 0)
+            o->blocking_threads = 64;
         if (o->threads > CREW_MAX_WORKERS ||
+            o->blocking_threads > CREW_MAX_WORKERS ||
             o->fiber_stack_size < MIN_STACK ||
             o->fiber_stack_size > MAX_STACK)
             return CREW_EINVAL;
@@ -111,6 +114,9 @@ int crew__cond_init(pthread_cond_t *cv)
 
 static void destroy_sync(crew_t *pool)
 {
+    pthread_cond_destroy(&pool->block_gone_cv);
+    pthread_cond_destroy(&pool->block_cv);
+    pthread_mutex_destroy(&pool->block_lock);
     pthread_cond_destroy(&pool->tcv);
     pthread_mutex_destroy(&pool->tlock);
     pthread_mutex_destroy(&pool->plock);
@@ -145,8 +151,20 @@ static int init_sync(crew_t *pool)
         goto no_tlock;
     if (crew__cond_init(&pool->tcv) != 0)
         goto no_tcv;
+    if (pthread_mutex_init(&pool->block_lock, NULL) != 0)
+        goto no_block;
+    if (crew__cond_init(&pool->block_cv) != 0)
+        goto no_block_cv;
+    if (crew__cond_init(&pool->block_gone_cv) != 0)
+        goto no_block_gone;
     return 0;
 
+no_block_gone:
+    pthread_cond_destroy(&pool->block_cv);
+no_block_cv:
+    pthread_mutex_destroy(&pool->block_lock);
+no_block:
+    pthread_cond_destroy(&pool->tcv);
 no_tcv:
     pthread_mutex_destroy(&pool->tlock);
 no_tlock:
@@ -320,6 +338,7 @@ int crew_create(crew_t **out, const crew_opts_t *opts)
     atomic_init(&pool->live, 0);
     atomic_init(&pool->max_target, o.fibers ? o.threads : o.max_workers);
     atomic_init(&pool->fibers_live, 0);
+    atomic_init(&pool->sched_sleepers, 0);
     atomic_init(&pool->fiber_max, o.max_workers);
     atomic_init(&pool->space_waiters, 0);
     atomic_init(&pool->wait_waiters, 0);
@@ -394,6 +413,7 @@ int crew_free(crew_t *pool)
     if (crew__would_deadlock(pool))
         return CREW_EDEADLK;
     stop(pool, CREW_SHUTDOWN_DRAIN);
+    crew__blocking_stop(pool);
     /* Records left in the queue were cancelled or withdrawn before they
      * were popped; only their memory remains. */
     while ((rc = crew__queue_pop(&pool->q, &t)) != CREW__POP_EMPTY) {

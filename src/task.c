@@ -209,6 +209,7 @@ void crew__dispose(crew_t *pool, struct crew__rec *t)
 void crew__report(crew_t *pool, struct crew__rec *t, int err, void *result)
 {
     struct crew_task *f;
+    struct crew__fiber *woken;
     crew_result_cb on_result = pool->opts.on_result;
     crew_error_cb on_error = pool->opts.on_error;
     void (*free_result)(void *) = pool->opts.free_result;
@@ -266,7 +267,9 @@ void crew__report(crew_t *pool, struct crew__rec *t, int err, void *result)
     f->done = true;
     if (f->waiters > 0)
         pthread_cond_broadcast(&f->cv);
+    woken = crew__waiters_take(&f->fwaiters);
     pthread_mutex_unlock(&f->mu);
+    crew__fiber_deliver(woken);
     crew__group_done(f, err);
 }
 
@@ -718,21 +721,21 @@ static int wait_common(crew_task_t *t, int64_t timeout_ns, void **result)
     if (timeout_ns >= 0)
         crew__deadline(&deadline, timeout_ns);
     pool = t->pool;
-    /* On a fiber, let the thread run other fibers until it is done.
-     * Known limitation: the fiber polls by yielding; it does not park on
-     * the future, so a thread whose only fibers wait stays busy. */
+    /* On a fiber, park it until the task is done (or the timeout); the
+     * thread runs other fibers meanwhile. */
     if (crew__in_fiber()) {
+        int64_t until = timeout_ns >= 0 ? crew__after_ns(timeout_ns) : 0;
+
         /* The task itself, if nobody has started it (on this fiber's
          * stack, as a waiting worker does in thread mode). */
         if (crew__inside(pool) &&
             run_out_of_turn(pool, &t->rec, crew__self->id))
             goto done;
         crew__fiber_wait_begin();
-        while (!future_done(t)) {
-            if (timeout_ns >= 0 && past(&deadline))
-                break;
-            crew__fiber_yield();
-        }
+        pthread_mutex_lock(&t->mu);
+        while (!t->done && (until == 0 || crew__now_ns() < until))
+            crew__fiber_wait_on(&t->fwaiters, &t->mu, until, false);
+        pthread_mutex_unlock(&t->mu);
         crew__fiber_wait_end();
     } else if (crew__inside(pool)) {
         /*
@@ -813,9 +816,11 @@ int crew_task_cancel(crew_task_t *task)
 
     if (task == NULL || !crew__is_future(&task->rec))
         return CREW_EINVAL;
-    /* Relaxed: a flag the running task polls; nothing else hangs on it. */
+    /* seq_cst: a flag the running task polls, and one side of the race
+     * with a fiber going to sleep (see crew__fiber_park()). */
     atomic_store_explicit(&task->cancel_requested, true,
-                          memory_order_relaxed);
+                          memory_order_seq_cst);
+    crew__fiber_cancel(task);   /* if it waits on a fiber, end that now */
     s = atomic_load_explicit(&task->rec.state, memory_order_acquire);
     if (s != CREW__QUEUED)
         return CREW_EBUSY;

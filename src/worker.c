@@ -159,10 +159,13 @@ void crew__pass_on(crew_t *pool)
 }
 
 /* A worker leaves the sleep loop: give up its place, take a token. */
-static bool leave_locked(crew_t *pool)
+static bool leave_locked(crew_t *pool, struct crew__fiber *_Atomic *inbox)
 {
     bool had_token = pool->tokens > 0;
 
+    if (inbox != NULL)
+        atomic_fetch_sub_explicit(&pool->sched_sleepers, 1,
+                                  memory_order_relaxed);
     pool->sleepers--;
     if (had_token)
         pool->tokens--;
@@ -193,9 +196,12 @@ static void retire_locked(crew_t *pool, bool had_token)
  * this worker has retired (pool->live already lowered).  In fiber mode,
  * `until_ns` (CLOCK_MONOTONIC, 0: none) is when the thread's nearest
  * parked fiber is due, and `stay` says it has fibers and must not leave;
- * queued work counts only while the fiber budget has room.
+ * queued work counts only while the fiber budget has room; `inbox` is the
+ * scheduler's list of fibers woken from other threads (NULL in thread
+ * mode), and a fiber there ends the sleep.
  */
-bool crew__idle(crew_t *pool, int64_t until_ns, bool stay)
+bool crew__idle(crew_t *pool, int64_t until_ns, bool stay,
+                struct crew__fiber *_Atomic *inbox)
 {
     struct timespec deadline;
     bool fibers = pool->opts.fibers;
@@ -212,10 +218,24 @@ bool crew__idle(crew_t *pool, int64_t until_ns, bool stay)
     pthread_mutex_lock(&pool->lock);
     pool->sleepers++;
     crew__publish_idle_locked(pool);
+    /* seq_cst: a waker pushes to the inbox, then loads this count; we
+     * count ourselves, then load the inbox (below, under the lock we
+     * wait with).  One side sees the other: either we find the fiber, or
+     * the waker takes the lock and wakes us. */
+    if (inbox != NULL)
+        atomic_fetch_add_explicit(&pool->sched_sleepers, 1,
+                                  memory_order_seq_cst);
     for (;;) {
         unsigned live = atomic_load_explicit(&pool->live,
                                              memory_order_relaxed);
         int state = atomic_load_explicit(&pool->state, memory_order_seq_cst);
+
+        if (inbox != NULL &&
+            atomic_load_explicit(inbox, memory_order_seq_cst) != NULL) {
+            leave_locked(pool, inbox);
+            pthread_mutex_unlock(&pool->lock);
+            return true;
+        }
 
         /* Shrunk below us: retire even if work waits (others remain). */
         if (!stay && live > atomic_load_explicit(&pool->max_target,
@@ -224,7 +244,7 @@ bool crew__idle(crew_t *pool, int64_t until_ns, bool stay)
         /* seq_cst: the load half of the hand-off (see the top). */
         if (atomic_load_explicit(&pool->queued, memory_order_seq_cst) > 0 &&
             (!fibers || crew__fiber_budget_left(pool))) {
-            leave_locked(pool);
+            leave_locked(pool, inbox);
             pthread_mutex_unlock(&pool->lock);
             return true;
         }
@@ -240,7 +260,7 @@ bool crew__idle(crew_t *pool, int64_t until_ns, bool stay)
         /* Fiber mode, shutdown NOW: back to the scheduler, which wakes
          * its parked fibers so their sleeps end. */
         if (stay && state == CREW__CANCELLING) {
-            leave_locked(pool);
+            leave_locked(pool, inbox);
             pthread_mutex_unlock(&pool->lock);
             return true;
         }
@@ -252,7 +272,7 @@ bool crew__idle(crew_t *pool, int64_t until_ns, bool stay)
             if (timed_out || pthread_cond_timedwait(&pool->work_cv,
                                                     &pool->lock,
                                                     &deadline) == ETIMEDOUT) {
-                leave_locked(pool);
+                leave_locked(pool, inbox);
                 pthread_mutex_unlock(&pool->lock);
                 return true;
             }
@@ -264,12 +284,12 @@ bool crew__idle(crew_t *pool, int64_t until_ns, bool stay)
             pthread_cond_wait(&pool->work_cv, &pool->lock);
         }
         if (pool->tokens > 0) {
-            leave_locked(pool);
+            leave_locked(pool, inbox);
             pthread_mutex_unlock(&pool->lock);
             return true;
         }
     }
-    had_token = leave_locked(pool);
+    had_token = leave_locked(pool, inbox);
     retire_locked(pool, had_token);
     pthread_mutex_unlock(&pool->lock);
     return false;
@@ -358,7 +378,7 @@ static void *worker_main(void *p)
                                      memory_order_relaxed) &&
             crew__try_run_one(pool, w->id))
             continue;
-        if (!crew__idle(pool, 0, false))
+        if (!crew__idle(pool, 0, false, NULL))
             break;
     }
     pthread_cleanup_pop(0);
