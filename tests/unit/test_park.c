@@ -80,8 +80,7 @@ START_TEST(park__future_wait_parks_the_fiber)
 
     ck_assert_int_eq(crew_event_create(&gate), 0);
     ck_assert_int_eq(crew_create(&threads, &to), 0);
-    ck_assert_int_eq(crew_spawn(threads, open_later, NULL, NULL, &awaited),
-                     0);
+    ck_assert_int_eq(crew_spawn(threads, open_later, NULL, NULL, &awaited), 0);
     ck_assert_int_eq(crew_spawn(fibers, future_waiter, NULL, NULL, &w), 0);
     /* Let the waiter park, then let the awaited task finish. */
     t_sleep(300 * MS);
@@ -139,8 +138,7 @@ START_TEST(park__group_wait_parks_the_fiber)
     ck_assert_int_eq(crew_group_create(threads, NULL, &group), 0);
     in_group.group = group;
     for (int i = 0; i < 3; i++)
-        ck_assert_int_eq(crew_spawn(threads, gated, NULL, &in_group, NULL),
-                         0);
+        ck_assert_int_eq(crew_spawn(threads, gated, NULL, &in_group, NULL), 0);
     atomic_store(&wait_rc, -1);
     ck_assert_int_eq(crew_spawn(fibers, group_waiter, NULL, NULL, &w), 0);
     t_sleep(300 * MS);
@@ -200,7 +198,7 @@ START_TEST(park__cancel_wakes_a_parked_fiber)
     ck_assert_int_eq(crew_spawn(pool, long_event, NULL, NULL, &b), 0);
     T_EVENTUALLY(ok, atomic_load(&started) == 2, T_LONG);
     ck_assert(ok);
-    t_sleep(20 * MS);           /* most likely parked by now; either way */
+    t_sleep(20 * MS); /* most likely parked by now; either way */
     ck_assert_int_eq(crew_task_cancel(a), CREW_EBUSY);
     ck_assert_int_eq(crew_task_wait_timeout(a, T_LONG, NULL), 0);
     ck_assert_int_eq(atomic_load(&rc_sleep), CREW_ECANCELED);
@@ -384,7 +382,7 @@ static void *read_pipe(void *arg)
     errno = 0;
     if (read(pipefd[0], &c, 1) != 1)
         return NULL;
-    errno = 77;                 /* comes back to the caller */
+    errno = 77; /* comes back to the caller */
     return (void *)(intptr_t)c;
 }
 
@@ -458,10 +456,9 @@ static int many_blocking(crew_ctx_t *ctx, void *arg, void **result)
  * outside a fiber crew_blocking just calls. */
 START_TEST(park__blocking_calls_beyond_the_bound)
 {
-    crew_opts_t o = { .fibers = true,
-                      .threads = 2,
-                      .max_workers = 64,
-                      .blocking_threads = 2 };
+    crew_opts_t o = {
+        .fibers = true, .threads = 2, .max_workers = 64, .blocking_threads = 2
+    };
     static atomic_int n;
     crew_t *pool;
 
