@@ -12,6 +12,7 @@
 
 #include <errno.h>
 #include <time.h>
+#include <unistd.h>
 
 #define MS T_MS
 
