@@ -29,6 +29,9 @@
 #define MIN_STACK         ((size_t)16 * 1024)
 #define MAX_STACK         ((size_t)1 << 30)
 
+/* Pool ids (crew_t.id): unique in the process. */
+static _Atomic uint64_t next_pool_id = 1;
+
 void crew__deadline(struct timespec *ts, int64_t ns)
 {
     clock_gettime(CLOCK_MONOTONIC, ts);
@@ -339,6 +342,12 @@ int crew_create(crew_t **out, const crew_opts_t *opts)
     atomic_init(&pool->max_target, o.fibers ? o.threads : o.max_workers);
     atomic_init(&pool->fibers_live, 0);
     atomic_init(&pool->sched_sleepers, 0);
+    /* Relaxed: ids need only be unique. */
+    pool->id = atomic_fetch_add_explicit(&next_pool_id, 1,
+                                         memory_order_relaxed);
+    atomic_init(&pool->rfree, NULL);
+    atomic_init(&pool->chunks, NULL);
+    atomic_init(&pool->nchunks, 0);
     atomic_init(&pool->fiber_max, o.max_workers);
     atomic_init(&pool->space_waiters, 0);
     atomic_init(&pool->wait_waiters, 0);
@@ -433,6 +442,7 @@ void crew__pool_unref(crew_t *pool)
     if (atomic_fetch_sub_explicit(&pool->refs, 1, memory_order_acq_rel) != 1)
         return;
     crew__fiber_cache_free(pool);
+    crew__records_free(pool);
     free(pool->heap);
     free(pool->pheap);
     destroy_sync(pool);

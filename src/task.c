@@ -188,16 +188,144 @@ void crew__future_unref(struct crew_task *f)
         future_free(f);
 }
 
+/*
+ * Plain task records without malloc.  They come in chunks that live as
+ * long as the pool; a worker done with one pushes it on the pool's free
+ * stack (`rfree`), and a submitter whose own cache is empty takes the
+ * whole stack at once.  Push-only plus take-all is free of ABA: a push
+ * compares the head with what it linked below itself, and that is right
+ * whatever happened in between.  The cache is per thread and names its
+ * pool by id (ids are never reused), so a thread that moves to another
+ * pool drops it without touching it: those records are still freed with
+ * their chunk.  Past RECORDS_MAX records a pool uses malloc again, so a
+ * burst (10M tasks queued) gives its memory back after.  Under ASan
+ * records always come from malloc, to keep use-after-free checks.
+ */
+#define RECORDS_PER_CHUNK 256
+#define RECORDS_MAX_CHUNKS 256  /* 65,536 records, 2 MiB */
+
+struct crew__chunk {
+    struct crew__chunk *next;
+    struct crew__rec recs[RECORDS_PER_CHUNK];
+};
+
+static _Thread_local struct {
+    uint64_t pool_id;
+    struct crew__rec *list;
+} rcache;
+
+#if defined(__SANITIZE_ADDRESS__)
+#define CREW__NO_RECORD_POOL 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CREW__NO_RECORD_POOL 1
+#endif
+#endif
+
+/* A new chunk's records, linked, or NULL past the cap or without memory. */
+static struct crew__rec *chunk_new(crew_t *pool)
+{
+    struct crew__chunk *c, *old;
+    /* Relaxed: a cap on memory, nothing is published through it. */
+    unsigned n = atomic_load_explicit(&pool->nchunks, memory_order_relaxed);
+
+    do {
+        if (n >= RECORDS_MAX_CHUNKS)
+            return NULL;
+    } while (!atomic_compare_exchange_weak_explicit(
+        &pool->nchunks, &n, n + 1, memory_order_relaxed,
+        memory_order_relaxed));
+    c = crew__malloc(sizeof(*c));
+    if (c == NULL) {
+        atomic_fetch_sub_explicit(&pool->nchunks, 1, memory_order_relaxed);
+        return NULL;
+    }
+    for (int i = 0; i < RECORDS_PER_CHUNK; i++)
+        atomic_store_explicit(&c->recs[i].next,
+                              i + 1 < RECORDS_PER_CHUNK ? &c->recs[i + 1]
+                                                        : NULL,
+                              memory_order_relaxed);
+    /* Relaxed: the list is read only by the pool's last owner, after an
+     * acq_rel reference drop. */
+    old = atomic_load_explicit(&pool->chunks, memory_order_relaxed);
+    do
+        c->next = old;
+    while (!atomic_compare_exchange_weak_explicit(
+        &pool->chunks, &old, c, memory_order_relaxed, memory_order_relaxed));
+    return &c->recs[0];
+}
+
+static struct crew__rec *record_alloc(crew_t *pool)
+{
+    struct crew__rec *t;
+
+#ifndef CREW__NO_RECORD_POOL
+    if (rcache.pool_id != pool->id) {
+        rcache.pool_id = pool->id;
+        rcache.list = NULL;
+    }
+    t = rcache.list;
+    /* Relaxed peek; the exchange is what synchronises. */
+    if (t == NULL &&
+        atomic_load_explicit(&pool->rfree, memory_order_relaxed) != NULL)
+        /* Acquire: pairs with record_free's release, so the freeing
+         * worker's last writes to these records come before ours. */
+        t = atomic_exchange_explicit(&pool->rfree, NULL,
+                                     memory_order_acquire);
+    if (t == NULL)
+        t = chunk_new(pool);
+    if (t != NULL) {
+        rcache.list = atomic_load_explicit(&t->next, memory_order_relaxed);
+        t->flags = CREW__F_POOLED;
+        return t;
+    }
+#endif
+    t = crew__malloc(sizeof(*t));
+    if (t != NULL)
+        t->flags = 0;
+    return t;
+}
+
+static void record_free(crew_t *pool, struct crew__rec *t)
+{
+    struct crew__rec *old;
+
+    if (!(t->flags & CREW__F_POOLED)) {
+        free(t);
+        return;
+    }
+    old = atomic_load_explicit(&pool->rfree, memory_order_relaxed);
+    do
+        atomic_store_explicit(&t->next, old, memory_order_relaxed);
+    /* Release: see record_alloc. */
+    while (!atomic_compare_exchange_weak_explicit(
+        &pool->rfree, &old, t, memory_order_release, memory_order_relaxed));
+}
+
+/* With the pool: every chunk (the records in them, wherever they are). */
+void crew__records_free(crew_t *pool)
+{
+    struct crew__chunk *c = atomic_load_explicit(&pool->chunks,
+                                                 memory_order_relaxed);
+
+    while (c != NULL) {
+        struct crew__chunk *next = c->next;
+
+        free(c);
+        c = next;
+    }
+}
+
 /* The pool is done with a record it popped or ran. */
 void crew__dispose(crew_t *pool, struct crew__rec *t)
 {
-    (void)pool;
     if (crew__is_future(t)) {
         crew__future_unref(crew__future(t));
-    } else {
-        if (t->flags & CREW__F_PROXY)
-            crew__future_unref(t->arg);     /* left over at crew_free */
+    } else if (t->flags & CREW__F_PROXY) {
+        crew__future_unref(t->arg);     /* left over at crew_free */
         free(t);
+    } else {
+        record_free(pool, t);
     }
 }
 
@@ -416,10 +544,9 @@ static struct crew__rec *new_record(crew_t *pool, crew_fn fn, void *arg,
     /* A plain record only without options: their callbacks, user and
      * free_result live in the full struct. */
     if (!future && !policy && !heap && opts == NULL) {
-        t = crew__malloc(sizeof(*t));
+        t = record_alloc(pool);
         if (t == NULL)
             return NULL;
-        t->flags = 0;
     } else {
         struct crew_task *f = crew__calloc(1, sizeof(*f));
 
