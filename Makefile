@@ -12,7 +12,8 @@ DESTDIR ?=
 RELEASE_DIR ?= build/release
 
 .PHONY: all bench bench-locks stress install test deps deps-build style format clean \
-	test-plain test-asan test-tsan test-clang test-style test-consumer
+	test-plain test-asan test-tsan test-clang test-style test-consumer \
+	deb test-deb
 
 all: $(RELEASE_DIR)/Makefile
 	$(CMAKE) --build $(RELEASE_DIR) -j $(JOBS)
@@ -42,18 +43,25 @@ build/stress/Makefile:
 	$(CMAKE) -S . -B build/stress -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	    -DCREW_BENCH=OFF -DCREW_EXAMPLES=OFF
 
-# Install the header, libcrew.a, libcrew.so, the CMake package and crew.pc
-# under $(DESTDIR)$(PREFIX) (docs/install.md).
+# Install the header, libcrew.a, libcrew.so, the CMake package, crew.pc and
+# the man pages under $(DESTDIR)$(PREFIX) (docs/install.md).
 install: $(RELEASE_DIR)/Makefile
-	$(CMAKE) --build $(RELEASE_DIR) -j $(JOBS) --target crew crew_shared
+	$(CMAKE) --build $(RELEASE_DIR) -j $(JOBS) \
+	    --target crew crew_shared crew_man
 	DESTDIR="$(DESTDIR)" $(CMAKE) --install $(RELEASE_DIR) \
 	    --prefix "$(PREFIX)"
 
 # Install what the tests need, then check the style, run the suite plain,
 # under AddressSanitizer + UBSan, under ThreadSanitizer and built with
-# clang, and build a consumer program against the installed library.
+# clang, build a consumer program against the installed library, and
+# build the Debian packages.
 test: deps
 	./scripts/test.sh
+
+# The Debian packages libcrew0 and libcrew-dev (debian/), built from a copy
+# of the tree in build/deb and checked; the .deb files land in build/deb.
+deb: deps
+	./scripts/deb.sh
 
 deps-build:
 	./scripts/deps.sh build
@@ -61,7 +69,8 @@ deps-build:
 deps:
 	./scripts/deps.sh
 
-test-plain test-asan test-tsan test-clang test-style test-consumer: deps
+test-plain test-asan test-tsan test-clang test-style test-consumer \
+test-deb: deps
 	./scripts/test.sh $(@:test-%=%)
 
 style: deps

@@ -1,7 +1,8 @@
 # Install rules: the header, libcrew.a, libcrew.so (when CREW_SHARED), a
-# CMake package (find_package(crew) -> crew::crew, crew::crew_static) and
-# a pkg-config file (crew.pc).  Paths follow GNUInstallDirs; the prefix is
-# CMAKE_INSTALL_PREFIX, or `cmake --install --prefix`, and DESTDIR stages.
+# CMake package (find_package(crew) -> crew::crew, crew::crew_static), a
+# pkg-config file (crew.pc) and the man pages (when CREW_MAN).  Paths
+# follow GNUInstallDirs; the prefix is CMAKE_INSTALL_PREFIX, or `cmake
+# --install --prefix`, and DESTDIR stages.
 include(CMakePackageConfigHelpers)
 
 set(CREW_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/crew)
@@ -58,3 +59,22 @@ configure_file(\"${CMAKE_CURRENT_LIST_DIR}/crew.pc.in\" \"${_crew_pc}\"
     @ONLY)
 ")
 install(FILES ${_crew_pc} DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)
+
+# The man pages: crew.3 and a page per CREW_API function, written from the
+# header's comments by scripts/man.sh into <build>/man at build time (the
+# crew_man target, part of ALL), so they are never older than the header.
+if(CREW_MAN)
+    set(_crew_man_dir ${PROJECT_BINARY_DIR}/man)
+    add_custom_command(OUTPUT ${_crew_man_dir}/crew.3
+        COMMAND sh ${PROJECT_SOURCE_DIR}/scripts/man.sh ${_crew_man_dir}
+            ${PROJECT_VERSION}
+        DEPENDS ${PROJECT_SOURCE_DIR}/include/crew.h
+            ${PROJECT_SOURCE_DIR}/scripts/man.sh
+            ${PROJECT_SOURCE_DIR}/scripts/header.awk
+        COMMENT "Writing the man pages from crew.h"
+        VERBATIM)
+    add_custom_target(crew_man ALL DEPENDS ${_crew_man_dir}/crew.3)
+    install(DIRECTORY ${_crew_man_dir}/
+        DESTINATION ${CMAKE_INSTALL_MANDIR}/man3
+        FILES_MATCHING PATTERN "*.3")
+endif()

@@ -1,8 +1,9 @@
 #!/bin/sh
 # Writes the API reference (docs/api.md) from include/crew.h: for each
 # function marked CREW_API, its prototype and the comment above it, in the
-# header's order.  `scripts/api-ref.sh --check` fails if docs/api.md is
-# not what the header gives (style.sh runs it, so CI catches a stale one).
+# header's order.  `scripts/api-ref.sh --check` fails if docs/api.md is not
+# what the header gives (style.sh runs it, so CI catches a stale one).
+# scripts/header.awk reads the header, for this and for scripts/man.sh.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)
 header="$root/include/crew.h"
@@ -13,37 +14,14 @@ generate() {
     printf 'Generated from `include/crew.h` by `scripts/api-ref.sh`; the\n'
     printf 'header is the source.  Types, options and error codes are\n'
     printf 'documented there, beside their definitions.\n'
-    awk '
-    /^\/\*/ { comment = ""; in_c = 1 }
-    in_c {
-        line = $0
-        sub(/^ *\/?\*+\/? ?/, "", line)
-        sub(/ *\*\/ *$/, "", line)
-        closing = ($0 ~ /\*\//)
-        if (line != "" || (comment != "" && !closing))
-            comment = comment line "\n"
-        if ($0 ~ /\*\//) { in_c = 0; last = NR }
-        next
-    }
-    /^CREW_API / {
-        start = NR
-        proto = $0
-        while (proto !~ /;/ && (getline nextline) > 0)
-            proto = proto "\n" nextline
-        sub(/^CREW_API /, "", proto)
-        gsub(/\n         /, "\n", proto)   # continuation lines, re-aligned
-        name = proto
-        sub(/\(.*/, "", name)
-        sub(/.*[ *]/, "", name)
-        printf "\n## %s\n\n```c\n%s\n```\n\n", name, proto
-        if (last == start - 1)
-            printf "%s", comment
-        else
-            printf "(undocumented)\n"
-        next
-    }
-    { comment = "" }
-    ' "$header"
+    awk -f "$root/scripts/header.awk" "$header" | awk -F '\t' '
+    $1 == "fn" { printf "\n## %s\n\n```c\n", $2 }
+    { text = substr($0, length($1) + 2) }
+    $1 == "proto" { print text; proto = 1; next }
+    proto { print "```\n"; proto = 0 }
+    $1 == "doc" { print text }
+    $1 == "undoc" { print "(undocumented)" }
+    '
 }
 
 if [ "${1:-}" = --check ]; then

@@ -5,6 +5,9 @@
 #     with SONAME libcrew.so.0, the CMake package, crew.pc; DESTDIR staging;
 #   - the shared library exports exactly the CREW_API functions of
 #     include/crew.h (no crew__ internals);
+#   - the man pages: crew.3 and a page for each CREW_API function, no
+#     other, each passing `mandoc -T lint -W warning` and `groff -man -ww`
+#     without a message, and `man` finds them through MANPATH;
 #   - tests/consumer/main.c builds (-Werror) and runs, linked through
 #     find_package(crew) (crew::crew and crew::crew_static), pkg-config
 #     (gcc and clang), plain cc with libcrew.a, add_subdirectory and
@@ -39,21 +42,51 @@ libdir=$prefix/lib
 for f in include/crew.h lib/libcrew.a lib/libcrew.so lib/libcrew.so.$major \
     lib/libcrew.so.$version lib/cmake/crew/crewConfig.cmake \
     lib/cmake/crew/crewConfigVersion.cmake lib/cmake/crew/crewTargets.cmake \
-    lib/pkgconfig/crew.pc; do
+    lib/pkgconfig/crew.pc share/man/man3/crew.3; do
     [ -e "$prefix/$f" ] || fail "not installed: $f"
 done
 soname=$(readelf -d "$libdir/libcrew.so" | sed -n 's/.*SONAME.*\[\(.*\)\]/\1/p')
 [ "$soname" = "libcrew.so.$major" ] || fail "SONAME is '$soname'"
 echo "installed: libcrew.so.$version (SONAME $soname), libcrew.a, crew.h," \
-    "CMake package, crew.pc"
+    "CMake package, crew.pc, man pages"
 
-echo "--- exported symbols"
-# What the header marks CREW_API, and what the library exports.
+# What the header marks CREW_API.
 sed -n 's/^CREW_API[^(]*[ *]\(crew_[a-z0-9_]*\)(.*/\1/p' include/crew.h |
     sort >"$tmp/api.txt"
+[ -s "$tmp/api.txt" ] || fail "no CREW_API functions found in crew.h"
+
+echo "--- man pages"
+mandir=$prefix/share/man/man3
+[ -e "$mandir/crew.3" ] || fail "not installed: share/man/man3/crew.3"
+find "$mandir" -name 'crew_*.3' | sed 's|.*/||; s|\.3$||' | sort \
+    >"$tmp/man.txt"
+if ! cmp -s "$tmp/api.txt" "$tmp/man.txt"; then
+    echo "< CREW_API function without a page, > page without a function:" >&2
+    diff "$tmp/api.txt" "$tmp/man.txt" >&2 || true
+    fail "the man pages are not one per CREW_API function"
+fi
+command -v mandoc >/dev/null 2>&1 ||
+    fail "mandoc is missing (scripts/deps.sh installs it)"
+command -v groff >/dev/null 2>&1 ||
+    fail "groff is missing (scripts/deps.sh installs groff-base)"
+for page in "$mandir"/*.3; do
+    msgs=$( { mandoc -T lint -W warning "$page" &&
+        groff -man -ww -z "$page"; } 2>&1) || msgs="$msgs (failed)"
+    [ -z "$msgs" ] || { echo "$msgs" >&2; fail "${page##*/}: not clean"; }
+done
+if command -v man >/dev/null 2>&1; then
+    found=$(MANPATH="$prefix/share/man" man -w crew_submit) ||
+        fail "man -w crew_submit finds no page with MANPATH=$prefix/share/man"
+    [ "$found" = "$mandir/crew_submit.3" ] ||
+        fail "man -w crew_submit gives $found"
+fi
+echo "man pages: crew.3 and one for each of the $(wc -l <"$tmp/api.txt")" \
+    "functions, lint-clean"
+
+echo "--- exported symbols"
+# What the library exports must be what the header marks CREW_API.
 nm -D --defined-only "$libdir/libcrew.so" | awk '{ print $NF }' |
     sort >"$tmp/exported.txt"
-[ -s "$tmp/api.txt" ] || fail "no CREW_API functions found in crew.h"
 if ! cmp -s "$tmp/api.txt" "$tmp/exported.txt"; then
     echo "< declared CREW_API only, > exported only:" >&2
     diff "$tmp/api.txt" "$tmp/exported.txt" >&2 || true

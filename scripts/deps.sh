@@ -16,6 +16,15 @@ else
     # The style checks (style.sh).
     command -v cppcheck >/dev/null 2>&1 || need="$need cppcheck"
     command -v clang-format >/dev/null 2>&1 || need="$need clang-format"
+    command -v clang-tidy >/dev/null 2>&1 || need="$need clang-tidy"
+    # The man pages' checks (consumer.sh).
+    command -v mandoc >/dev/null 2>&1 || need="$need mandoc"
+    command -v groff >/dev/null 2>&1 || need="$need groff-base"
+    # The Debian packages (deb.sh): no fakeroot, since debian/control says
+    # Rules-Requires-Root: no.
+    command -v dpkg-buildpackage >/dev/null 2>&1 || need="$need dpkg-dev"
+    command -v dh >/dev/null 2>&1 || need="$need debhelper"
+    command -v lintian >/dev/null 2>&1 || need="$need lintian"
     pkg-config --exists check 2>/dev/null || need="$need check"
 fi
 [ -z "$need" ] && exit 0

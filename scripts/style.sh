@@ -7,6 +7,14 @@
 #   cppcheck src/ is clean (warning, performance and portability checks;
 #            an intended exception is marked in the code with
 #            "// cppcheck-suppress <id>")
+#   tidy     src/ is clean under clang-tidy's bugprone-* checks (the
+#            library's sources as a release build compiles them, and
+#            src/fault.c as the fault-injection build does), except three
+#            that flag sound code here: easily-swappable-parameters (a
+#            style opinion), reserved-identifier (_DEFAULT_SOURCE and
+#            friends) and sizeof-expression (it takes n * sizeof(*v), for
+#            an array of pointers, for a mistake).  A second of work; the
+#            clang-analyzer-* checks would take 30 s.
 #   format   the tests are laid out as .clang-format says (clang-format
 #            --dry-run; `make format` fixes them); src/ is laid out by hand
 # Runs every check and exits non-zero if any failed.
@@ -62,6 +70,33 @@ elif ! cppcheck --quiet --std=c11 --enable=warning,performance,portability \
     failed "cppcheck found problems in src/"
 fi
 
+# clang-tidy
+tidy_checks='-*,bugprone-*,-bugprone-easily-swappable-parameters'
+tidy_checks="$tidy_checks,-bugprone-reserved-identifier"
+tidy_checks="$tidy_checks,-bugprone-sizeof-expression"
+tidy_flags="-std=c11 -Iinclude -Isrc -D_POSIX_C_SOURCE=200809L"
+# tidy FILE... -- FLAGS: clang-tidy on our files and headers, without its
+# counts of the warnings it left out (those in system headers).
+tidy() {
+    log=$(mktemp)
+    rc=0
+    clang-tidy --quiet --warnings-as-errors='*' --checks="$tidy_checks" \
+        --header-filter='.*/(src|include)/.*' "$@" >"$log" 2>&1 || rc=1
+    grep -v '^[0-9]* warnings\{0,1\} generated\.$' "$log" >&2 || true
+    rm -f "$log"
+    return $rc
+}
+if ! command -v clang-tidy >/dev/null 2>&1; then
+    failed "clang-tidy is missing (scripts/deps.sh installs it)"
+else
+    # shellcheck disable=SC2046,SC2086
+    tidy $(find src -name '*.c' ! -name fault.c | sort) -- $tidy_flags ||
+        failed "clang-tidy found problems in src/"
+    # shellcheck disable=SC2086
+    tidy src/fault.c -- $tidy_flags -DCREW_FAULT_INJECTION ||
+        failed "clang-tidy found problems in src/fault.c"
+fi
+
 # format (tests only)
 if ! command -v clang-format >/dev/null 2>&1; then
     failed "clang-format is missing (scripts/deps.sh installs it)"
@@ -72,5 +107,6 @@ else
 fi
 
 [ $status -eq 0 ] &&
-    echo "style.sh: columns, docs, api reference, cppcheck, format: clean"
+    echo "style.sh: columns, docs, api reference, cppcheck, clang-tidy," \
+        "format: clean"
 exit $status

@@ -1,7 +1,8 @@
 #!/bin/sh
-# Builds and runs the test suite in up to six flavours (default: all, in
+# Builds and runs the test suite in up to seven flavours (default: all, in
 # this order):
-#   style  scripts/style.sh: 80 columns, documented API, cppcheck, layout
+#   style  scripts/style.sh: 80 columns, documented API, cppcheck,
+#          clang-tidy, layout
 #   plain  gcc, -O1 -g, -Werror
 #   asan   gcc, AddressSanitizer + UndefinedBehaviorSanitizer, and the
 #          fault-injection tests (every allocation and thread start fails
@@ -9,11 +10,15 @@
 #   tsan   gcc, ThreadSanitizer, fault-injection tests included
 #   clang  clang, -O2, -Werror (the same code must build and pass with both)
 #   consumer  scripts/consumer.sh: install into a temporary prefix, check
-#          the exported symbols, build and run a program against it through
-#          find_package, pkg-config, plain cc and add_subdirectory
+#          the exported symbols and the man pages, build and run a program
+#          against it through find_package, pkg-config, plain cc and
+#          add_subdirectory
+#   deb    scripts/deb.sh: build the Debian packages (libcrew0, libcrew-dev)
+#          in build/deb, check their contents, build a program against
+#          them, lintian
 # Exits non-zero on any failure.
 set -eu
-flavours=${*:-style plain asan tsan clang consumer}
+flavours=${*:-style plain asan tsan clang consumer deb}
 jobs=$(nproc 2>/dev/null || echo 2)
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -27,7 +32,7 @@ status=0
 for f in $flavours; do
     cc=gcc opt=-O1 fault=OFF
     case $f in
-    style|consumer)
+    style|consumer|deb)
         echo "=== $f ==="
         ./scripts/$f.sh || status=1
         continue ;;
