@@ -209,11 +209,6 @@ struct crew__chunk {
     struct crew__rec recs[RECORDS_PER_CHUNK];
 };
 
-static _Thread_local struct {
-    uint64_t pool_id;
-    struct crew__rec *list;
-} rcache;
-
 #if defined(__SANITIZE_ADDRESS__)
 #define CREW__NO_RECORD_POOL 1
 #elif defined(__has_feature)
@@ -221,6 +216,12 @@ static _Thread_local struct {
 #define CREW__NO_RECORD_POOL 1
 #endif
 #endif
+
+#ifndef CREW__NO_RECORD_POOL
+static _Thread_local struct {
+    uint64_t pool_id;
+    struct crew__rec *list;
+} rcache;
 
 /* A new chunk's records, linked, or NULL past the cap or without memory. */
 static struct crew__rec *chunk_new(crew_t *pool)
@@ -254,6 +255,7 @@ static struct crew__rec *chunk_new(crew_t *pool)
         &pool->chunks, &old, c, memory_order_relaxed, memory_order_relaxed));
     return &c->recs[0];
 }
+#endif /* CREW__NO_RECORD_POOL */
 
 static struct crew__rec *record_alloc(crew_t *pool)
 {
@@ -279,6 +281,8 @@ static struct crew__rec *record_alloc(crew_t *pool)
         t->flags = CREW__F_POOLED;
         return t;
     }
+#else
+    (void)pool;
 #endif
     t = crew__malloc(sizeof(*t));
     if (t != NULL)
