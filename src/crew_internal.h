@@ -183,6 +183,26 @@ void crew__queue_init(struct crew__queue *q);
 void crew__queue_push(struct crew__queue *q, struct crew__rec *t);
 int crew__queue_pop(struct crew__queue *q, struct crew__rec **out);
 
+/* --- Per-worker deques (deque.c) ------------------------------------ */
+
+#define CREW__DEQ_SIZE 1024    /* records a deque holds; a power of two */
+#define CREW__NDEQ 64          /* deques a pool has at most */
+
+struct crew__deque {
+    _Alignas(CREW__CACHELINE) _Atomic int64_t top; /* thieves take here */
+    _Alignas(CREW__CACHELINE) _Atomic int64_t bottom; /* the owner's end */
+    _Atomic bool owned;        /* a live worker holds it */
+    struct crew__rec *_Atomic buf[CREW__DEQ_SIZE];
+};
+
+struct crew__worker;
+void crew__deque_claim(crew_t *pool, struct crew__worker *w);
+void crew__deque_release(crew_t *pool, struct crew__worker *w);
+bool crew__deque_push(struct crew__deque *d, struct crew__rec *t);
+struct crew__rec *crew__deque_pop(struct crew__deque *d);
+struct crew__rec *crew__deque_steal(crew_t *pool, struct crew__worker *w);
+void crew__deques_free(crew_t *pool);
+
 /* --- Workers (worker.c) ---------------------------------------------- */
 
 struct crew__fiber;
@@ -205,6 +225,10 @@ struct crew__worker {
     _Atomic int64_t s_failed;
     bool detached;             /* under pool->lock: left behind by
                                   shutdown; frees itself */
+    struct crew__deque *deq;   /* its own deque, or NULL (deque.c) */
+    unsigned takes;            /* tasks taken: every 32nd looks at the
+                                  shared queue first (fairness) */
+    unsigned steal_seed;       /* where its next steal starts looking */
     struct crew__worker *next; /* pool->workers list, under pool->lock */
 };
 
@@ -229,6 +253,10 @@ enum {
 
 struct crew {
     crew_opts_t opts;          /* copy, read-only after create */
+    /* Read by every submit and run, written a few times in the pool's
+     * life: kept off the lines of the counters that change per task. */
+    _Atomic int state;         /* CREW__* pool state */
+    uint64_t id;               /* unique in the process, never reused */
 
     /* Submit side: touched by every submit. */
     _Alignas(CREW__CACHELINE) struct crew__queue q;
@@ -238,8 +266,6 @@ struct crew {
     size_t low_water;          /* bounded: wake blocked submitters when
                                   `reserved` drops to it */
     _Atomic size_t outstanding; /* accepted, not finished */
-    _Atomic int state;         /* CREW__* pool state */
-    uint64_t id;               /* unique in the process, never reused */
 
     /* Plain task records (task.c): workers push finished ones here, a
      * submitter takes them all at once into its thread's cache. */
@@ -314,6 +340,10 @@ struct crew {
     bool timer_started, timer_stop;
     pthread_t timer_tid;
     struct crew__worker *workers; /* every thread not yet joined */
+
+    /* Per-worker deques (deque.c); made on demand, freed with the pool. */
+    struct crew__deque *_Atomic deqs[CREW__NDEQ];
+    _Atomic unsigned ndeqs;    /* slots ever filled: thieves scan these */
 
     /* Blocking calls of fibers (blocking.c). */
     pthread_mutex_t block_lock; /* guards the fields below; a leaf */

@@ -348,6 +348,9 @@ int crew_create(crew_t **out, const crew_opts_t *opts)
     atomic_init(&pool->rfree, NULL);
     atomic_init(&pool->chunks, NULL);
     atomic_init(&pool->nchunks, 0);
+    for (unsigned i = 0; i < CREW__NDEQ; i++)
+        atomic_init(&pool->deqs[i], NULL);
+    atomic_init(&pool->ndeqs, 0);
     atomic_init(&pool->fiber_max, o.max_workers);
     atomic_init(&pool->space_waiters, 0);
     atomic_init(&pool->wait_waiters, 0);
@@ -443,6 +446,7 @@ void crew__pool_unref(crew_t *pool)
         return;
     crew__fiber_cache_free(pool);
     crew__records_free(pool);
+    crew__deques_free(pool);
     free(pool->heap);
     free(pool->pheap);
     destroy_sync(pool);

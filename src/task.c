@@ -221,6 +221,7 @@ struct crew__chunk {
 static _Thread_local struct {
     uint64_t pool_id;
     struct crew__rec *list;
+    unsigned kept;             /* on the list from this thread's frees */
 } rcache;
 
 /* A new chunk's records, linked, or NULL past the cap or without memory. */
@@ -265,8 +266,11 @@ static struct crew__rec *record_alloc(crew_t *pool)
     if (rcache.pool_id != pool->id) {
         rcache.pool_id = pool->id;
         rcache.list = NULL;
+        rcache.kept = 0;
     }
     t = rcache.list;
+    if (t != NULL && rcache.kept > 0)
+        rcache.kept--;
     /* Relaxed peek; the exchange is what synchronises. */
     if (t == NULL &&
         atomic_load_explicit(&pool->rfree, memory_order_relaxed) != NULL)
@@ -290,6 +294,10 @@ static struct crew__rec *record_alloc(crew_t *pool)
     return t;
 }
 
+/* Records a thread keeps in its cache from its own frees before it
+ * gives them to the pool's free stack. */
+#define RECORDS_KEPT 4096
+
 static void record_free(crew_t *pool, struct crew__rec *t)
 {
     struct crew__rec *old;
@@ -298,6 +306,16 @@ static void record_free(crew_t *pool, struct crew__rec *t)
         free(t);
         return;
     }
+#ifndef CREW__NO_RECORD_POOL
+    /* A thread that also submits to this pool (a worker whose tasks
+     * submit) keeps what it frees: no shared write at all. */
+    if (rcache.pool_id == pool->id && rcache.kept < RECORDS_KEPT) {
+        atomic_store_explicit(&t->next, rcache.list, memory_order_relaxed);
+        rcache.list = t;
+        rcache.kept++;
+        return;
+    }
+#endif
     old = atomic_load_explicit(&pool->rfree, memory_order_relaxed);
     do
         atomic_store_explicit(&t->next, old, memory_order_relaxed);
@@ -610,7 +628,9 @@ int crew__enqueue(crew_t *pool, struct crew__rec *t, unsigned char count,
     if (f != NULL && f->use_heap) {
         if (crew__prio_push(pool, t, f->priority) != 0)
             return CREW_ENOMEM;
-    } else {
+    } else if (crew__self == NULL || crew__self->pool != pool ||
+               crew__self->deq == NULL ||
+               !crew__deque_push(crew__self->deq, t)) {
         crew__queue_push(&pool->q, t);
     }
     /* seq_cst: the store half of the submitter's side of the wake-up

@@ -72,10 +72,18 @@ static void update_shown_locked(crew_t *pool)
 struct crew__rec *crew__take(crew_t *pool)
 {
     struct crew__rec *t = NULL;
+    struct crew__worker *w = crew__self;
+    struct crew__deque *own = w != NULL && w->pool == pool ? w->deq : NULL;
     /* Relaxed: a hint; the heap is read under its lock. */
     bool heap = atomic_load_explicit(&pool->prio_n, memory_order_relaxed) > 0;
     int rc;
 
+    /* Its own newest task first, except every 32nd time, when the shared
+     * queue and the heap come first: a worker busy with its own tasks
+     * does not starve the others'. */
+    if (own != NULL && (++w->takes & 31) != 0 &&
+        (t = crew__deque_pop(own)) != NULL)
+        goto taken;
     if (heap && (t = crew__prio_take(pool, false)) != NULL)
         goto taken;
     for (;;) {
@@ -86,10 +94,15 @@ struct crew__rec *crew__take(crew_t *pool)
             break;
         if (rc == CREW__POP_EMPTY) {
             if (atomic_load_explicit(&pool->prio_n,
-                                     memory_order_relaxed) == 0 ||
-                (t = crew__prio_take(pool, true)) == NULL)
-                return NULL;
-            goto taken;
+                                     memory_order_relaxed) > 0 &&
+                (t = crew__prio_take(pool, true)) != NULL)
+                goto taken;
+            if (own != NULL && (t = crew__deque_pop(own)) != NULL)
+                goto taken;
+            if (w != NULL && w->pool == pool &&
+                (t = crew__deque_steal(pool, w)) != NULL)
+                goto taken;
+            return NULL;
         }
         sched_yield();          /* a producer is between its two steps */
     }
@@ -300,6 +313,7 @@ static void worker_leave(struct crew__worker *w)
 {
     crew_t *pool = w->pool;
 
+    crew__deque_release(pool, w);
     if (pool->opts.on_thread_stop)
         pool->opts.on_thread_stop(pool, w->id, pool->opts.user);
     crew__self = NULL;
@@ -362,6 +376,7 @@ static void *worker_main(void *p)
     crew_t *pool = w->pool;
 
     crew__self = w;
+    crew__deque_claim(pool, w);
     pthread_cleanup_push(worker_exit_early, w);
     if (pool->opts.on_thread_start)
         pool->opts.on_thread_start(pool, w->id, pool->opts.user);
