@@ -223,6 +223,7 @@ struct crew__worker {
     _Alignas(CREW__CACHELINE) _Atomic int64_t s_running;
     _Atomic int64_t s_completed;
     _Atomic int64_t s_failed;
+    _Atomic int64_t s_submitted; /* by its tasks, into their own pool */
     bool detached;             /* under pool->lock: left behind by
                                   shutdown; frees itself */
     struct crew__deque *deq;   /* its own deque, or NULL (deque.c) */
@@ -472,6 +473,14 @@ static inline _Atomic int64_t *crew__s_failed(struct crew__worker *w)
 {
     return &w->s_failed;
 }
+
+static inline _Atomic int64_t *crew__s_submitted(struct crew__worker *w)
+{
+    return &w->s_submitted;
+}
+
+#define crew__stat_submitted(pool, d)                                      \
+    crew__stat((pool), crew__s_submitted, &(pool)->n_submitted, (d))
 
 #define crew__stat_running(pool, d)                                        \
     crew__stat((pool), crew__s_running, &(pool)->n_running, (d))

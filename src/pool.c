@@ -372,8 +372,7 @@ int crew_create(crew_t **out, const crew_opts_t *opts)
     pthread_mutex_unlock(&pool->lock);
     if (rc != 0) {
         stop(pool, CREW_SHUTDOWN_NOW);
-        destroy_sync(pool);
-        free(pool);
+        crew__pool_unref(pool);     /* the only reference: frees it all */
         return rc;
     }
     *out = pool;
@@ -548,6 +547,8 @@ void crew_stats(crew_t *pool, crew_stats_t *st)
             &w->s_completed, memory_order_relaxed);
         st->failed += (uint64_t)atomic_load_explicit(&w->s_failed,
                                                      memory_order_relaxed);
+        st->submitted += (uint64_t)atomic_load_explicit(
+            &w->s_submitted, memory_order_relaxed);
     }
     st->workers = atomic_load_explicit(&pool->live, memory_order_relaxed);
     st->idle_workers = pool->sleepers;

@@ -707,7 +707,7 @@ static int submit(crew_t *pool, crew_fn fn, void *arg,
             goto back_out;
         }
     }
-    atomic_fetch_add_explicit(&pool->n_submitted, 1, memory_order_relaxed);
+    crew__stat_submitted(pool, 1);
     if (out != NULL)
         *out = crew__future(t);
     if (policy) {
@@ -716,8 +716,7 @@ static int submit(crew_t *pool, crew_fn fn, void *arg,
             return 0;
         /* Withdrawn (no worker could start): policy_start undid it. */
         crew__group_withdraw(crew__future(t));
-        atomic_fetch_sub_explicit(&pool->n_submitted, 1,
-                                  memory_order_relaxed);
+        crew__stat_submitted(pool, -1);
         if (out != NULL) {
             *out = NULL;
             crew__future_unref(crew__future(t));
@@ -744,8 +743,7 @@ static int submit(crew_t *pool, crew_fn fn, void *arg,
         atomic_store_explicit(&crew__future(t)->refs, 1,
                               memory_order_relaxed);
         crew__future_unref(crew__future(t));
-        atomic_fetch_sub_explicit(&pool->n_submitted, 1,
-                                  memory_order_relaxed);
+        crew__stat_submitted(pool, -1);
         if (out != NULL)
             *out = NULL;
         goto back_out;
@@ -764,7 +762,7 @@ static int submit(crew_t *pool, crew_fn fn, void *arg,
     crew__unqueue(pool, t);
     if (crew__is_future(t))
         crew__group_withdraw(crew__future(t));
-    atomic_fetch_sub_explicit(&pool->n_submitted, 1, memory_order_relaxed);
+    crew__stat_submitted(pool, -1);
     if (out != NULL) {
         *out = NULL;
         crew__future_unref(crew__future(t)); /* the caller's reference */

@@ -419,6 +419,10 @@ void crew__stat_fold_locked(crew_t *pool, struct crew__worker *w)
         (uint64_t)atomic_exchange_explicit(&w->s_failed, 0,
                                            memory_order_relaxed),
         memory_order_relaxed);
+    atomic_fetch_add_explicit(&pool->n_submitted,
+        (uint64_t)atomic_exchange_explicit(&w->s_submitted, 0,
+                                           memory_order_relaxed),
+        memory_order_relaxed);
 }
 
 /* Join and free workers that have left.  Call with pool->lock held. */
