@@ -564,6 +564,7 @@ void crew__pool_progress(crew_t *pool);
 
 /* task.c */
 void crew__records_free(crew_t *pool);
+void crew__records_flush(crew_t *pool);
 void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id);
 void crew__dispose(crew_t *pool, struct crew__rec *t);
 void crew__finish_one(crew_t *pool);

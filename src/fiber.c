@@ -122,7 +122,7 @@ struct crew__tent {
  * a thread short of stacks reuses another's instead of touching new
  * memory (and nothing is unmapped while the pool runs: munmap in a
  * threaded process costs a TLB shootdown on every core). */
-#define FREE_CAP 128
+#define FREE_CAP 1024
 
 /* A thread's scheduler. */
 struct crew__sched {
@@ -146,6 +146,10 @@ struct crew__sched {
     struct crew__fiber *free_list;
     unsigned nfree;            /* on free_list */
     unsigned nfibers;          /* fibers of this thread, running or parked */
+    unsigned spare;            /* budget places held for the next admit:
+                                  a fiber that ends leaves its place here
+                                  for a new task, and what admit() does not
+                                  use goes back at once */
     void *tsan_fiber;          /* the thread's own */
     const struct crew__rec *saved_running;
     const crew_t *saved_callback_pool;
@@ -158,9 +162,17 @@ static _Thread_local struct crew__sched *self_sched;
 
 static size_t crew__page(void)
 {
-    long p = sysconf(_SC_PAGESIZE);
+    /* Relaxed: every thread computes the same value. */
+    static _Atomic size_t page;
+    size_t p = atomic_load_explicit(&page, memory_order_relaxed);
 
-    return p > 0 ? (size_t)p : 4096;
+    if (p == 0) {
+        long v = sysconf(_SC_PAGESIZE);
+
+        p = v > 0 ? (size_t)v : 4096;
+        atomic_store_explicit(&page, p, memory_order_relaxed);
+    }
+    return p;
 }
 
 /* --- Switching ----------------------------------------------------------- */
@@ -928,15 +940,40 @@ static bool budget_take(crew_t *pool)
     return false;
 }
 
-static void budget_give(crew_t *pool)
+static void budget_give_n(crew_t *pool, unsigned k)
 {
-    unsigned n = atomic_fetch_sub_explicit(&pool->fibers_live, 1,
+    unsigned n = atomic_fetch_sub_explicit(&pool->fibers_live, k,
                                            memory_order_seq_cst);
+    unsigned max = atomic_load_explicit(&pool->fiber_max,
+                                        memory_order_relaxed);
 
     /* A full budget may have left work queued that a sleeping thread
      * could not take: now one may (seq_cst pairs with idle's check). */
-    if (n == atomic_load_explicit(&pool->fiber_max, memory_order_relaxed))
+    if (n >= max && n - k < max)
         crew__pass_on(pool);
+}
+
+static void budget_give(crew_t *pool)
+{
+    budget_give_n(pool, 1);
+}
+
+/* A place for a new task: a spare one, or one from the budget. */
+static bool place_take(struct crew__sched *s)
+{
+    if (s->spare > 0) {
+        /* Relaxed: after a lowered budget (crew_resize) a spare place
+         * above it goes back instead of being used. */
+        if (atomic_load_explicit(&s->pool->fibers_live,
+                                 memory_order_relaxed) <=
+            atomic_load_explicit(&s->pool->fiber_max, memory_order_relaxed)) {
+            s->spare--;
+            return true;
+        }
+        budget_give_n(s->pool, s->spare);
+        s->spare = 0;
+    }
+    return budget_take(s->pool);
 }
 
 /*
@@ -981,7 +1018,7 @@ static void run_fiber(struct crew__sched *s, struct crew__fiber *f)
             s->pool->fiber_cache = f;
             pthread_mutex_unlock(&s->pool->fiber_lock);
         }
-        budget_give(s->pool);
+        s->spare++;             /* for admit(), or back after it */
     }
 }
 
@@ -994,7 +1031,7 @@ static bool admit(struct crew__sched *s)
         struct crew__rec *t;
         struct crew__fiber *f;
 
-        if (!budget_take(s->pool))
+        if (!place_take(s))
             break;
         t = crew__take(s->pool);
         if (t == NULL || (f = fiber_get(s)) == NULL) {
@@ -1003,7 +1040,7 @@ static bool admit(struct crew__sched *s)
                 crew__run(s->pool, t, s->w->id);
                 any = true;
             }
-            budget_give(s->pool);
+            s->spare++;
             break;
         }
         f->task = t;
@@ -1066,6 +1103,10 @@ void crew__sched_loop(crew_t *pool, struct crew__worker *w)
         }
         if (admit(&s))
             worked = true;
+        if (s.spare > 0) {
+            budget_give_n(pool, s.spare);
+            s.spare = 0;
+        }
         if (worked || s.ready_head != NULL)
             continue;
         /* Nothing ready: sleep until the nearest timer, new work or a

@@ -224,6 +224,16 @@ static _Thread_local struct {
     unsigned kept;             /* on the list from this thread's frees */
 } rcache;
 
+/* Records a thread that does not submit has freed, given to the pool's
+ * free stack OUTBOX_BATCH at a time: one CAS per batch, not per task. */
+#define OUTBOX_BATCH 32
+
+static _Thread_local struct {
+    uint64_t pool_id;
+    struct crew__rec *head, *tail;
+    unsigned n;
+} outbox;
+
 /* A new chunk's records, linked, or NULL past the cap or without memory. */
 static struct crew__rec *chunk_new(crew_t *pool)
 {
@@ -298,10 +308,13 @@ static struct crew__rec *record_alloc(crew_t *pool)
  * gives them to the pool's free stack. */
 #define RECORDS_KEPT 4096
 
+#ifndef CREW__NO_RECORD_POOL
+static void rfree_push_list(crew_t *pool, struct crew__rec *head,
+                            struct crew__rec *tail);
+#endif
+
 static void record_free(crew_t *pool, struct crew__rec *t)
 {
-    struct crew__rec *old;
-
     if (!(t->flags & CREW__F_POOLED)) {
         free(t);
         return;
@@ -315,13 +328,70 @@ static void record_free(crew_t *pool, struct crew__rec *t)
         rcache.kept++;
         return;
     }
+    /* Batch up, per pool (a batch of another pool is dropped: its
+     * records go with their chunks). */
+    if (outbox.pool_id != pool->id) {
+        outbox.pool_id = pool->id;
+        outbox.head = outbox.tail = NULL;
+        outbox.n = 0;
+    }
+    atomic_store_explicit(&t->next, outbox.head, memory_order_relaxed);
+    if (outbox.head == NULL)
+        outbox.tail = t;
+    outbox.head = t;
+    if (++outbox.n < OUTBOX_BATCH)
+        return;
+    rfree_push_list(pool, outbox.head, outbox.tail);
+    outbox.head = outbox.tail = NULL;
+    outbox.n = 0;
+#else
+    (void)pool;
 #endif
-    old = atomic_load_explicit(&pool->rfree, memory_order_relaxed);
+}
+
+#ifndef CREW__NO_RECORD_POOL
+/* Push a linked list of records on the pool's free stack. */
+static void rfree_push_list(crew_t *pool, struct crew__rec *head,
+                            struct crew__rec *tail)
+{
+    struct crew__rec *old = atomic_load_explicit(&pool->rfree,
+                                                 memory_order_relaxed);
+
     do
-        atomic_store_explicit(&t->next, old, memory_order_relaxed);
+        atomic_store_explicit(&tail->next, old, memory_order_relaxed);
     /* Release: see record_alloc. */
     while (!atomic_compare_exchange_weak_explicit(
-        &pool->rfree, &old, t, memory_order_release, memory_order_relaxed));
+        &pool->rfree, &old, head, memory_order_release,
+        memory_order_relaxed));
+}
+#endif
+
+/* A worker leaves: the records its thread holds for the pool go back to
+ * the pool, so that workers coming and going do not use up the chunks. */
+void crew__records_flush(crew_t *pool)
+{
+#ifndef CREW__NO_RECORD_POOL
+    if (rcache.pool_id == pool->id && rcache.list != NULL) {
+        struct crew__rec *tail = rcache.list, *next;
+
+        while ((next = atomic_load_explicit(&tail->next,
+                                            memory_order_relaxed)) != NULL)
+            tail = next;
+        rfree_push_list(pool, rcache.list, tail);
+    }
+    if (rcache.pool_id == pool->id) {
+        rcache.list = NULL;
+        rcache.kept = 0;
+    }
+    if (outbox.pool_id == pool->id && outbox.head != NULL)
+        rfree_push_list(pool, outbox.head, outbox.tail);
+    if (outbox.pool_id == pool->id) {
+        outbox.head = outbox.tail = NULL;
+        outbox.n = 0;
+    }
+#else
+    (void)pool;
+#endif
 }
 
 /* With the pool: every chunk (the records in them, wherever they are). */

@@ -314,6 +314,7 @@ static void worker_leave(struct crew__worker *w)
     crew_t *pool = w->pool;
 
     crew__deque_release(pool, w);
+    crew__records_flush(pool);
     if (pool->opts.on_thread_stop)
         pool->opts.on_thread_stop(pool, w->id, pool->opts.user);
     crew__self = NULL;
