@@ -57,7 +57,8 @@ int main(void)
     printf("%ld tasks, queue lock taken %ld times\n", atomic_load(&done),
            atomic_load(&l.taken));
     pthread_spin_destroy(&l.spin);
-    return atomic_load(&done) == 10000 && atomic_load(&l.taken) >= 10000
+    /* A worker takes up to 8 tasks per lock when many wait. */
+    return atomic_load(&done) == 10000 && atomic_load(&l.taken) >= 10000 / 8
                ? 0
                : 1;
 }

@@ -700,6 +700,10 @@ int crew__enqueue(crew_t *pool, struct crew__rec *t, unsigned char count,
             return CREW_ENOMEM;
     } else if (crew__self == NULL || crew__self->pool != pool ||
                crew__self->deq == NULL ||
+               /* Relaxed: a pool of one worker runs tasks in submission
+                * order, which a deque (newest first) would not. */
+               atomic_load_explicit(&pool->max_target,
+                                    memory_order_relaxed) < 2 ||
                !crew__deque_push(crew__self->deq, t)) {
         crew__queue_push(&pool->q, t);
     }

@@ -66,6 +66,37 @@ static void update_shown_locked(crew_t *pool)
 }
 
 /*
+ * With the queue's lock held and a record taken: when much more waits,
+ * move a few more to the worker's own deque, so that the lock is taken
+ * once per batch instead of once per task.  They stay counted as queued
+ * and others can still steal them.  Relaxed: `queued` only sizes the
+ * batch.
+ */
+#define TAKE_BATCH 8
+
+static void take_batch_locked(crew_t *pool, struct crew__deque *own)
+{
+    size_t queued = atomic_load_explicit(&pool->queued, memory_order_relaxed);
+    unsigned live = atomic_load_explicit(&pool->live, memory_order_relaxed);
+    struct crew__rec *t;
+
+    /* One worker keeps submission order: no batches (they would run
+     * newest first). */
+    if (live < 2 || queued < (size_t)2 * TAKE_BATCH * (live + 1))
+        return;
+    for (int i = 1; i < TAKE_BATCH; i++) {
+        if (crew__queue_pop(&pool->q, &t) != CREW__POP_OK)
+            return;
+        if (!crew__deque_push(own, t)) {
+            /* Cannot happen while a batch is smaller than the deque and
+             * this worker pops before it takes more; put it back. */
+            crew__queue_push(&pool->q, t);
+            return;
+        }
+    }
+}
+
+/*
  * Take one record off the queue, or NULL if it is empty.  A record that is
  * taken leaves the counts at once, which frees its slot.
  */
@@ -78,29 +109,35 @@ struct crew__rec *crew__take(crew_t *pool)
     bool heap = atomic_load_explicit(&pool->prio_n, memory_order_relaxed) > 0;
     int rc;
 
-    /* Its own newest task first, except every 32nd time, when the shared
-     * queue and the heap come first: a worker busy with its own tasks
-     * does not starve the others'. */
+    /*
+     * In order: a positive-priority task (or any, with aging); its own
+     * newest task, except every 32nd time, when the shared queue comes
+     * first (a worker busy with its own tasks does not starve the
+     * others'); the shared queue; its own deque; a task stolen from
+     * another worker; a negative-priority task.
+     */
+    if (heap && (t = crew__prio_take(pool, false)) != NULL)
+        goto taken;
     if (own != NULL && (++w->takes & 31) != 0 &&
         (t = crew__deque_pop(own)) != NULL)
-        goto taken;
-    if (heap && (t = crew__prio_take(pool, false)) != NULL)
         goto taken;
     for (;;) {
         crew__qlock(pool);
         rc = crew__queue_pop(&pool->q, &t);
+        if (rc == CREW__POP_OK && own != NULL)
+            take_batch_locked(pool, own);
         crew__qunlock(pool);
         if (rc == CREW__POP_OK)
             break;
         if (rc == CREW__POP_EMPTY) {
-            if (atomic_load_explicit(&pool->prio_n,
-                                     memory_order_relaxed) > 0 &&
-                (t = crew__prio_take(pool, true)) != NULL)
-                goto taken;
             if (own != NULL && (t = crew__deque_pop(own)) != NULL)
                 goto taken;
             if (w != NULL && w->pool == pool &&
                 (t = crew__deque_steal(pool, w)) != NULL)
+                goto taken;
+            if (atomic_load_explicit(&pool->prio_n,
+                                     memory_order_relaxed) > 0 &&
+                (t = crew__prio_take(pool, true)) != NULL)
                 goto taken;
             return NULL;
         }

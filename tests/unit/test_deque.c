@@ -190,6 +190,51 @@ START_TEST(deque__shutdown_now_cancels_deque_records)
 }
 END_TEST
 
+/* A pool of one worker runs tasks in submission order, from outside and
+ * from inside (no deque, no batches: they would run newest first). */
+#define ORDERED 2000
+
+static int order_log[2 * ORDERED];
+static atomic_int order_n;
+
+static int log_me(crew_ctx_t *ctx, void *arg, void **result)
+{
+    (void)ctx;
+    (void)result;
+    order_log[atomic_fetch_add(&order_n, 1)] = (int)(intptr_t)arg;
+    return 0;
+}
+
+static int submit_in_order(crew_ctx_t *ctx, void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    for (int i = 0; i < ORDERED; i++)
+        if (crew_submit(crew_ctx_pool(ctx), log_me,
+                        (void *)(intptr_t)(ORDERED + i)) != 0)
+            return -1;
+    return 0;
+}
+
+START_TEST(deque__one_worker_keeps_submission_order)
+{
+    crew_opts_t o = { .max_workers = 1 };
+    crew_t *pool;
+
+    atomic_store(&order_n, 0);
+    ck_assert_int_eq(crew_create(&pool, &o), 0);
+    for (int i = 0; i < ORDERED; i++)
+        ck_assert_int_eq(crew_submit(pool, log_me, (void *)(intptr_t)i), 0);
+    ck_assert_int_eq(crew_wait(pool), 0);
+    ck_assert_int_eq(crew_submit(pool, submit_in_order, NULL), 0);
+    ck_assert_int_eq(crew_wait(pool), 0);
+    ck_assert_int_eq(atomic_load(&order_n), 2 * ORDERED);
+    for (int i = 0; i < 2 * ORDERED; i++)
+        ck_assert_int_eq(order_log[i], i);
+    ck_assert_int_eq(crew_free(pool), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("deque");
@@ -198,5 +243,6 @@ int main(void)
     crew_add_test(s, deque__trees_and_overflow_all_run);
     crew_add_test(s, deque__leaving_worker_hands_children_on);
     crew_add_test(s, deque__shutdown_now_cancels_deque_records);
+    crew_add_test(s, deque__one_worker_keeps_submission_order);
     return crew_run_suite(s);
 }

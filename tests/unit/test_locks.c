@@ -104,8 +104,9 @@ START_TEST(locks__custom_lock_used_and_balanced)
                       .lock_ops = &ops };
 
     run_with(&o);
-    /* Every take went through it: at least one lock per task. */
-    ck_assert_int_ge(atomic_load(&l.locks), TASKS);
+    /* Every take went through it: at least one lock per batch (a worker
+     * takes at most 8 tasks under one lock when many wait). */
+    ck_assert_int_ge(atomic_load(&l.locks), TASKS / 8);
     ck_assert_int_eq(atomic_load(&l.locks), atomic_load(&l.unlocks));
     ck_assert_int_eq(atomic_load(&l.overlap), 0);
     pthread_mutex_destroy(&l.mu);
