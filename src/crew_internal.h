@@ -79,6 +79,10 @@ struct crew__rec {
 /* A future: a record plus what its caller and waiters need. */
 struct crew_task {
     struct crew__rec rec;      /* first: a record pointer is the future */
+    /* Next, so that a reused future (task.c) keeps them initialised while
+     * everything from `pool` on is cleared. */
+    pthread_mutex_t mu;        /* leaf lock: guards the fields marked so */
+    pthread_cond_t cv;
     crew_t *pool;
     _Atomic int refs;          /* one for the caller, one for the pool */
     _Atomic bool cancel_requested;
@@ -90,9 +94,7 @@ struct crew_task {
     crew_result_cb on_result;
     crew_error_cb on_error;
     void (*free_result)(void *);
-    void *user;
-    pthread_mutex_t mu;        /* leaf lock: guards the fields above it */
-    pthread_cond_t cv;
+    void *user;                /* err..user above: under mu */
     unsigned waiters;
     struct crew__waiter *fwaiters; /* under mu: fibers waiting */
     struct crew__fiber *parked_fiber; /* under mu: the fiber running it,
@@ -345,6 +347,8 @@ struct crew {
     /* Per-worker deques (deque.c); made on demand, freed with the pool. */
     struct crew__deque *_Atomic deqs[CREW__NDEQ];
     _Atomic unsigned ndeqs;    /* slots ever filled: thieves scan these */
+    _Atomic unsigned spinning; /* workers looking for work before sleeping */
+    unsigned max_spinning;     /* at most this many (half the CPUs) */
 
     /* Blocking calls of fibers (blocking.c). */
     pthread_mutex_t block_lock; /* guards the fields below; a leaf */

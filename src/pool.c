@@ -351,6 +351,12 @@ int crew_create(crew_t **out, const crew_opts_t *opts)
     for (unsigned i = 0; i < CREW__NDEQ; i++)
         atomic_init(&pool->deqs[i], NULL);
     atomic_init(&pool->ndeqs, 0);
+    atomic_init(&pool->spinning, 0);
+    {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+        pool->max_spinning = n > 1 ? (unsigned)n / 2 : 1;
+    }
     atomic_init(&pool->fiber_max, o.max_workers);
     atomic_init(&pool->space_waiters, 0);
     atomic_init(&pool->wait_waiters, 0);

@@ -22,8 +22,20 @@
 
 #include <errno.h>
 #include <sched.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* ASan builds allocate every record and future with malloc, so that its
+ * use-after-free checks cover them. */
+#if defined(__SANITIZE_ADDRESS__)
+#define CREW__NO_RECORD_POOL 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CREW__NO_RECORD_POOL 1
+#endif
+#endif
+
 
 #define SUBMIT_SPINS 8          /* yields before a full-queue submit sleeps */
 
@@ -169,15 +181,103 @@ void crew__finish_one_locked(crew_t *pool)
     pthread_mutex_unlock(&pool->lock);
 }
 
+/*
+ * Futures a thread keeps for reuse, their mutex and condition variable
+ * still initialised: making and destroying those is much of what a
+ * future costs (fork-join spawns one per split).  At most FUTURES_KEPT
+ * per thread; a thread's are destroyed when it exits (a key destructor).
+ * Not under ASan, which then checks every future's lifetime.
+ */
+#define FUTURES_KEPT 64
+
+static void future_destroy(struct crew_task *f)
+{
+    pthread_mutex_destroy(&f->mu);
+    pthread_cond_destroy(&f->cv);
+    free(f);
+}
+
+#ifndef CREW__NO_RECORD_POOL
+static _Thread_local struct {
+    struct crew_task *list;    /* linked through gnext */
+    unsigned n;
+    bool keyed;                /* fcache_key set for this thread */
+} fcache;
+
+static pthread_key_t fcache_key;
+static pthread_once_t fcache_once = PTHREAD_ONCE_INIT;
+static bool fcache_usable;
+
+static void fcache_drain(void *unused)
+{
+    struct crew_task *f;
+
+    (void)unused;
+    while ((f = fcache.list) != NULL) {
+        fcache.list = f->gnext;
+        future_destroy(f);
+    }
+    fcache.n = 0;
+}
+
+static void fcache_key_make(void)
+{
+    fcache_usable = pthread_key_create(&fcache_key, fcache_drain) == 0;
+}
+#endif
+
+/* A future from the thread's cache, cleared, or a new one. */
+static struct crew_task *future_alloc(void)
+{
+    struct crew_task *f;
+
+#ifndef CREW__NO_RECORD_POOL
+    if ((f = fcache.list) != NULL) {
+        fcache.list = f->gnext;
+        fcache.n--;
+        memset(&f->rec, 0, sizeof(f->rec));
+        memset(&f->pool, 0, sizeof(*f) - offsetof(struct crew_task, pool));
+        return f;
+    }
+#endif
+    f = crew__calloc(1, sizeof(*f));
+    if (f == NULL)
+        return NULL;
+    if (pthread_mutex_init(&f->mu, NULL) != 0) {
+        free(f);
+        return NULL;
+    }
+    if (crew__cond_init(&f->cv) != 0) {
+        pthread_mutex_destroy(&f->mu);
+        free(f);
+        return NULL;
+    }
+    return f;
+}
+
 static void future_free(struct crew_task *f)
 {
     if (f->result != NULL && !f->result_taken && f->free_result != NULL)
         f->free_result(f->result);
     if (f->group != NULL)
         crew__group_unref(f->group);
-    pthread_mutex_destroy(&f->mu);
-    pthread_cond_destroy(&f->cv);
-    free(f);
+#ifndef CREW__NO_RECORD_POOL
+    if (fcache.n < FUTURES_KEPT) {
+        if (!fcache.keyed) {
+            pthread_once(&fcache_once, fcache_key_make);
+            /* Without the key nothing would free them at thread exit. */
+            fcache.keyed = fcache_usable &&
+                           pthread_setspecific(fcache_key, &fcache) == 0;
+        }
+        if (fcache.keyed) {
+            f->gnext = fcache.list;
+            fcache.list = f;
+            fcache.n++;
+            return;
+        }
+    }
+#endif
+    future_destroy(f);
 }
 
 void crew__future_unref(struct crew_task *f)
@@ -208,14 +308,6 @@ struct crew__chunk {
     struct crew__chunk *next;
     struct crew__rec recs[RECORDS_PER_CHUNK];
 };
-
-#if defined(__SANITIZE_ADDRESS__)
-#define CREW__NO_RECORD_POOL 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define CREW__NO_RECORD_POOL 1
-#endif
-#endif
 
 #ifndef CREW__NO_RECORD_POOL
 static _Thread_local struct {
@@ -640,19 +732,10 @@ static struct crew__rec *new_record(crew_t *pool, crew_fn fn, void *arg,
         if (t == NULL)
             return NULL;
     } else {
-        struct crew_task *f = crew__calloc(1, sizeof(*f));
+        struct crew_task *f = future_alloc();
 
         if (f == NULL)
             return NULL;
-        if (pthread_mutex_init(&f->mu, NULL) != 0) {
-            free(f);
-            return NULL;
-        }
-        if (crew__cond_init(&f->cv) != 0) {
-            pthread_mutex_destroy(&f->mu);
-            free(f);
-            return NULL;
-        }
         f->pool = pool;
         /* The caller's reference (if it wants the future) and the pool's,
          * which it drops once the task has been reported. */

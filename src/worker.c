@@ -408,6 +408,40 @@ static void worker_exit_early(void *arg)
     worker_leave(w);
 }
 
+/*
+ * Before going to sleep, a worker looks for work a little longer: in
+ * fork-join and task chains, new work usually comes within microseconds,
+ * and a sleep costs a futex wait here plus a lock, a signal and a kernel
+ * wake-up for whoever brings the work.  At most max_spinning workers
+ * (half the CPUs) spin at once, so idle pools do not eat the machine.
+ * Returns true if work showed up.
+ */
+#define SPIN_ROUNDS 64
+
+static bool spin_for_work(crew_t *pool)
+{
+    bool found = false;
+    /* Relaxed: a cap on how many spin, not a hand-off. */
+    unsigned n = atomic_load_explicit(&pool->spinning, memory_order_relaxed);
+
+    do {
+        if (n >= pool->max_spinning)
+            return false;
+    } while (!atomic_compare_exchange_weak_explicit(
+        &pool->spinning, &n, n + 1, memory_order_relaxed,
+        memory_order_relaxed));
+    for (int i = 0; i < SPIN_ROUNDS && !found; i++) {
+        for (int k = 0; k < 32; k++)
+            crew__cpu_relax();
+        /* Relaxed: a hint; the take that follows synchronises. */
+        found = atomic_load_explicit(&pool->queued, memory_order_relaxed) > 0;
+        if (!found && (i & 7) == 7)
+            sched_yield();
+    }
+    atomic_fetch_sub_explicit(&pool->spinning, 1, memory_order_relaxed);
+    return found;
+}
+
 static void *worker_main(void *p)
 {
     struct crew__worker *w = p;
@@ -430,6 +464,10 @@ static void *worker_main(void *p)
                 atomic_load_explicit(&pool->max_target,
                                      memory_order_relaxed) &&
             crew__try_run_one(pool, w->id))
+            continue;
+        if (atomic_load_explicit(&pool->state, memory_order_relaxed) ==
+                CREW__RUNNING_STATE &&
+            spin_for_work(pool))
             continue;
         if (!crew__idle(pool, 0, false, NULL))
             break;
