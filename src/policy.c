@@ -716,7 +716,12 @@ int crew__timer_ensure(crew_t *pool)
     int rc = 0;
 
     pthread_mutex_lock(&pool->tlock);
-    if (!pool->timer_started) {
+    if (pool->timer_stop) {
+        /* Shut down (crew__timer_stop ran): a timer started now would
+         * outlive the pool.  A task left behind by shutdown may still
+         * try (its submit is refused anyway). */
+        rc = CREW_ESHUTDOWN;
+    } else if (!pool->timer_started) {
         sigset_t all, old;
 
         sigfillset(&all);

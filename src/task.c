@@ -824,17 +824,20 @@ static int submit(crew_t *pool, crew_fn fn, void *arg,
     if (rc != 0)
         return rc;
     policy = crew__uses_policy(pool, opts);
+    if (atomic_load_explicit(&pool->state, memory_order_relaxed) !=
+        CREW__RUNNING_STATE) {
+        rc = CREW_ESHUTDOWN;
+        goto rejected;
+    }
+    /* After the state check, and refused once the timer was stopped: a
+     * timer started by a task left behind by shutdown would outlive the
+     * pool. */
     if (policy) {
         rc = crew__timer_ensure(pool);
         if (rc != 0)
             goto rejected;
     }
     bounded = pool->opts.queue_capacity != 0;
-    if (atomic_load_explicit(&pool->state, memory_order_relaxed) !=
-        CREW__RUNNING_STATE) {
-        rc = CREW_ESHUTDOWN;
-        goto rejected;
-    }
     if (bounded) {
         rc = reserve(pool, timeout_ns, full_rc, &inline_run);
         if (rc != 0)

@@ -235,6 +235,50 @@ START_TEST(hostile__stuck_task_with_timeout_shutdown_returns)
 }
 END_TEST
 
+/* A task left behind by shutdown submits, after crew_free, a task with a
+ * timeout (which needs the pool's timer thread): refused, and no timer
+ * starts that would outlive the pool (the fuzzer found one doing so). */
+static atomic_int late_rc, late_done;
+
+static int late_submitter(crew_ctx_t *ctx, void *arg, void **result)
+{
+    crew_task_opts_t to = { .timeout_ns = T_SEC };
+
+    (void)result;
+    t_count_add(arg, 1);
+    t_gate_pass(&stuck_gate);
+    atomic_store(&late_rc,
+                 crew_spawn(crew_ctx_pool(ctx), t_inc_fn, NULL, &to, NULL));
+    atomic_store(&late_done, 1);
+    return 0;
+}
+
+START_TEST(hostile__left_behind_task_submits_with_timeout_after_free)
+{
+    crew_opts_t o = { .max_workers = 1, .task_timeout_ns = 30 * T_MS };
+    crew_t *pool = NULL;
+    t_count_t entered;
+    bool ok;
+
+    t_count_init(&entered);
+    t_gate_init(&stuck_gate);
+    atomic_store(&late_done, 0);
+    ck_assert_int_eq(crew_create(&pool, &o), 0);
+    ck_assert_int_eq(crew_submit(pool, late_submitter, &entered), 0);
+    ck_assert(t_count_wait(&entered, 1, T_LONG));
+    ck_assert_int_eq(crew_wait(pool), 0); /* reported timed out */
+    ck_assert_int_eq(crew_shutdown(pool, CREW_SHUTDOWN_DRAIN), 0);
+    ck_assert_int_eq(crew_free(pool), 0);
+    t_gate_open(&stuck_gate);
+    T_EVENTUALLY(ok, atomic_load(&late_done) == 1, T_LONG);
+    ck_assert(ok);
+    ck_assert_int_eq(atomic_load(&late_rc), CREW_ESHUTDOWN);
+    /* Let the detached worker drop the last reference and exit. */
+    t_sleep(20 * T_MS);
+    t_count_destroy(&entered);
+}
+END_TEST
+
 static int forever_fn(crew_ctx_t *ctx, void *arg, void **result)
 {
     (void)ctx;
@@ -661,6 +705,7 @@ int main(void)
     crew_add_test(s, hostile__pthread_exit_per_task_timeout_many);
     crew_add_test(s, hostile__stuck_task_with_timeout_shutdown_returns);
     crew_add_test(s, hostile__forever_task_with_timeout_shutdown_now_and_free);
+    crew_add_test(s, hostile__left_behind_task_submits_with_timeout_after_free);
     crew_add_test(s, hostile__signals_blocked_by_task);
     crew_add_test(s, hostile__signal_mask_left_by_task_is_not_restored);
     crew_add_test(s, hostile__process_signal_goes_to_application_thread);
