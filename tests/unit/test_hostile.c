@@ -562,6 +562,11 @@ static int chain_fn(crew_ctx_t *ctx, void *arg, void **result)
     int id = (int)(intptr_t)arg;
     atomic_fetch_add(&sub.ran[id], 1);
     if (!atomic_load(&sub.leaf[id])) {
+        /* Past 50,000 the chains slow down, so that a test thread starved
+         * of CPU (sanitizers, a loaded machine) still shuts the pool down
+         * long before the ids run out. */
+        if (atomic_load(&sub.accepted) > 50000)
+            t_sleep(T_MS / 10);
         /* Deep in caller-runs, only try, so the stack stays small (the
          * feeder thread starts new chains). */
         chain_depth++;
