@@ -277,8 +277,11 @@ typedef struct crew_stats {
     unsigned threads;         /* live OS threads of the pool (in thread
                                  mode the same as workers) */
     uint64_t queued;          /* accepted, waiting to start */
-    uint64_t running;         /* running now */
-    unsigned workers;         /* live worker threads */
+    uint64_t running;         /* running now (in fiber mode, also tasks
+                                 waiting on a future, group or event,
+                                 which max_workers does not bound) */
+    unsigned workers;         /* live worker threads (fiber mode: tasks
+                                 holding a place in the budget) */
     unsigned idle_workers;    /* live workers waiting for work */
     unsigned peak_workers;    /* most live workers ever */
     unsigned min_workers;     /* bounds in force (see crew_resize()) */

@@ -286,8 +286,12 @@ struct crew {
     _Atomic unsigned fibers_peak; /* fiber mode: most fibers at once */
     pthread_mutex_t fiber_lock;   /* guards fiber_cache; a leaf */
     struct crew__fiber *fiber_cache; /* free fibers any thread may take */
+    struct crew__fiber *fiber_dead;  /* fibers of lost threads, with */
+    struct crew__sched *dead_scheds; /* their schedulers (fiber_lock) */
     _Atomic unsigned sched_sleepers; /* fiber mode: schedulers asleep in
                                   crew__idle(), for crew__fiber_deliver */
+    _Atomic unsigned resize_waiters; /* fiber mode: crew_resize() calls
+                                  waiting for a lowered budget to hold */
     _Atomic unsigned max_target; /* bound every decision uses */
     _Atomic unsigned space_waiters; /* submitters blocked on a full queue */
     _Atomic unsigned wait_waiters;  /* crew_wait()/shutdown callers */
@@ -510,11 +514,16 @@ struct crew__waiter {
     struct crew__waiter *next, **pprev; /* pprev NULL: not on a list */
     struct crew__fiber *f;
     unsigned gen;              /* the park it waits in */
+    pthread_mutex_t *mu;       /* the list's lock */
 };
+
+struct crew__sched;
 
 void crew__sched_loop(crew_t *pool, struct crew__worker *w);
 void crew__fiber_cache_free(crew_t *pool);
 bool crew__in_fiber(void);
+void crew__fiber_forget(void);
+void crew__fiber_thread_lost(crew_t *pool);
 void crew__fiber_yield(void);
 bool crew__fiber_budget_left(crew_t *pool);
 void crew__fiber_wait_begin(void);

@@ -103,7 +103,11 @@ struct crew__fiber {
     size_t map_size;
     void *tsan_fiber;
     void *asan_fake;
+    struct crew__fiber *anext, **aprev; /* home's list of live fibers */
+    struct crew__waiter *waiter; /* the wait it is parked in, if any */
+    bool holds_place;          /* counts in the budget (fibers_live) */
     /* Per-thread state that is really per-task, kept across switches. */
+    struct crew__rec *saved_proxy;
     const struct crew__rec *saved_running;
     const crew_t *saved_callback_pool;
     int saved_errno;
@@ -146,11 +150,15 @@ struct crew__sched {
     struct crew__fiber *free_list;
     unsigned nfree;            /* on free_list */
     unsigned nfibers;          /* fibers of this thread, running or parked */
+    struct crew__fiber *all;   /* those fibers (anext/aprev) */
+    struct crew__sched *next_dead; /* pool->dead_scheds (thread lost) */
+    bool on_heap;
     unsigned spare;            /* budget places held for the next admit:
                                   a fiber that ends leaves its place here
                                   for a new task, and what admit() does not
                                   use goes back at once */
     void *tsan_fiber;          /* the thread's own */
+    struct crew__rec *saved_proxy;
     const struct crew__rec *saved_running;
     const crew_t *saved_callback_pool;
     int saved_errno;
@@ -276,14 +284,17 @@ static void switch_to(struct crew__sched *s, struct crew__fiber *to,
 #endif
     /* Thread-locals that belong to the task, not the thread. */
     if (from != NULL) {
+        from->saved_proxy = crew__proxy;
         from->saved_running = crew__running;
         from->saved_callback_pool = crew__callback_pool;
         from->saved_errno = errno;
     } else {
+        s->saved_proxy = crew__proxy;
         s->saved_running = crew__running;
         s->saved_callback_pool = crew__callback_pool;
         s->saved_errno = errno;
     }
+    crew__proxy = to ? to->saved_proxy : s->saved_proxy;
     crew__running = to ? to->saved_running : s->saved_running;
     crew__callback_pool = to ? to->saved_callback_pool
                              : s->saved_callback_pool;
@@ -601,6 +612,14 @@ static bool take_inbox(struct crew__sched *s)
 
 /* --- Parking and waking -------------------------------------------------- */
 
+/* In the child of a fork(): this thread has no scheduler any more (the
+ * parent's threads did not come along); whatever fiber it is on, it now
+ * runs as a plain thread and never switches. */
+void crew__fiber_forget(void)
+{
+    self_sched = NULL;
+}
+
 bool crew__in_fiber(void)
 {
     return self_sched != NULL && self_sched->current != NULL;
@@ -795,11 +814,15 @@ struct crew__fiber *crew__waiters_take(struct crew__waiter **q)
 void crew__fiber_wait_on(struct crew__waiter **q, pthread_mutex_t *mu,
                          int64_t until, bool interruptible)
 {
+    struct crew__fiber *f = self_sched->current;
     struct crew__waiter w;
 
     crew__waiter_add(q, &w);
+    w.mu = mu;
+    f->waiter = &w;
     crew__fiber_park(mu, until, interruptible);
     pthread_mutex_lock(mu);
+    f->waiter = NULL;
     crew__waiter_remove(&w);
 }
 
@@ -951,6 +974,15 @@ static void budget_give_n(crew_t *pool, unsigned k)
      * could not take: now one may (seq_cst pairs with idle's check). */
     if (n >= max && n - k < max)
         crew__pass_on(pool);
+    /* A crew_resize() may wait for the count to come down to a lowered
+     * budget (seq_cst: see there). */
+    if (atomic_load_explicit(&pool->resize_waiters, memory_order_seq_cst) >
+            0 &&
+        n - k <= max) {
+        pthread_mutex_lock(&pool->lock);
+        pthread_cond_broadcast(&pool->done_cv);
+        pthread_mutex_unlock(&pool->lock);
+    }
 }
 
 static void budget_give(crew_t *pool)
@@ -985,6 +1017,7 @@ static bool place_take(struct crew__sched *s)
  */
 void crew__fiber_wait_begin(void)
 {
+    self_sched->current->holds_place = false;
     budget_give(self_sched->pool);
 }
 
@@ -993,6 +1026,7 @@ void crew__fiber_wait_end(void)
     /* Relaxed: a count, as in budget_take(). */
     atomic_fetch_add_explicit(&self_sched->pool->fibers_live, 1,
                               memory_order_relaxed);
+    self_sched->current->holds_place = true;
 }
 
 bool crew__fiber_budget_left(crew_t *pool)
@@ -1007,7 +1041,11 @@ static void run_fiber(struct crew__sched *s, struct crew__fiber *f)
     switch_to(s, f, false);
     if (f->done) {
         f->done = false;
+        f->holds_place = false;
         s->nfibers--;
+        *f->aprev = f->anext;
+        if (f->anext != NULL)
+            f->anext->aprev = f->aprev;
         if (s->nfree < FREE_CAP) {
             f->next = s->free_list;
             s->free_list = f;
@@ -1045,11 +1083,103 @@ static bool admit(struct crew__sched *s)
         }
         f->task = t;
         f->worker_id = s->w->id;
+        f->holds_place = true;
+        f->anext = s->all;
+        f->aprev = &s->all;
+        if (s->all != NULL)
+            s->all->aprev = &f->anext;
+        s->all = f;
         s->nfibers++;
         any = true;
+        /* As a thread-mode worker does before it runs a task: if more
+         * work waits and a thread sleeps, wake one now; this fiber may
+         * keep the thread (a blocking call, a long computation), and the
+         * wake-up this thread took must not end with it. */
+        crew__pass_on(s->pool);
         run_fiber(s, f);
     }
     return any;
+}
+
+/*
+ * The thread is ending inside a task on one of its fibers (pthread_exit in
+ * the task or a callback; called from the worker's cleanup handler, after
+ * the running task was reported CREW_EEXIT).  Every other fiber of the
+ * thread is lost with it: each is taken off whatever it waits on, so that
+ * nothing wakes it any more, and its task is reported CREW_EEXIT, so that
+ * nobody waits for it forever.  Budget places go back.  The stacks are
+ * never reused (a blocking call may still write to one; they are unmapped
+ * with the pool), and the scheduler stays until the pool goes, as a waker
+ * that claimed a fiber just before may still push it on the inbox.
+ */
+void crew__fiber_thread_lost(crew_t *pool)
+{
+    struct crew__sched *s = self_sched;
+    struct crew__fiber *f, *cur;
+
+    if (s == NULL)
+        return;
+    cur = s->current;
+    self_sched = NULL;          /* callbacks below run as on a thread */
+    for (f = s->all; f != NULL; f = f->anext) {
+        struct crew__waiter *w = f->waiter;
+        const struct crew__rec *r = f == cur ? NULL : f->saved_running;
+
+        (void)claim(f, 0);      /* no wake can take it any more */
+        if (w != NULL) {
+            pthread_mutex_lock(w->mu);
+            crew__waiter_remove(w);
+            pthread_mutex_unlock(w->mu);
+        }
+        if (r != NULL && crew__is_future(r)) {
+            struct crew_task *t = crew__future((struct crew__rec *)r);
+
+            pthread_mutex_lock(&t->mu);
+            if (t->parked_fiber == f)
+                t->parked_fiber = NULL;
+            pthread_mutex_unlock(&t->mu);
+        }
+        if (f->holds_place)
+            budget_give(pool);
+        if (r != NULL) {
+            crew__running = r;
+            crew__proxy = f->saved_proxy;
+            crew__abandon(pool, (struct crew__rec *)r);
+            free(f->saved_proxy);
+        }
+    }
+    crew__running = NULL;
+    crew__proxy = NULL;
+    pthread_mutex_lock(&pool->fiber_lock);
+    while ((f = s->all) != NULL) {
+        s->all = f->anext;
+        f->next = pool->fiber_dead;
+        pool->fiber_dead = f;
+    }
+    while ((f = s->free_list) != NULL) {
+        s->free_list = f->next;
+        f->next = pool->fiber_cache;
+        pool->fiber_cache = f;
+    }
+    if (s->on_heap) {
+        s->next_dead = pool->dead_scheds;
+        pool->dead_scheds = s;
+    }
+    pthread_mutex_unlock(&pool->fiber_lock);
+    free(s->heap);
+    s->heap = NULL;
+    /* The thread's exit goes on from here to its own stack (glibc jumps
+     * back to where the thread began): tell the sanitizers, which still
+     * think it is on this fiber. */
+#ifdef CREW__ASAN
+    __sanitizer_start_switch_fiber(NULL, s->stack_bottom, s->stack_size);
+    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+    /* The frames the jump abandons there keep their redzones. */
+    __asan_unpoison_memory_region(s->stack_bottom, s->stack_size);
+#endif
+#ifdef CREW__TSAN
+    __tsan_switch_to_fiber(s->tsan_fiber, 0);
+#endif
 }
 
 /* The deadline of the nearest parked fiber, or 0. */
@@ -1058,23 +1188,44 @@ static int64_t next_timer(const struct crew__sched *s)
     return s->heap_len > 0 ? s->heap[0].wake_at : 0;
 }
 
-/* At crew_free: unmap the fibers threads left in the shared list. */
+/* At crew_free: unmap the fibers threads left in the shared list, and
+ * those of lost threads. */
 void crew__fiber_cache_free(crew_t *pool)
 {
     struct crew__fiber *f;
+    struct crew__sched *s;
 
     while ((f = pool->fiber_cache) != NULL) {
         pool->fiber_cache = f->next;
         fiber_destroy(f);
     }
+    while ((f = pool->fiber_dead) != NULL) {
+        pool->fiber_dead = f->next;
+        fiber_destroy(f);
+    }
+    while ((s = pool->dead_scheds) != NULL) {
+        pool->dead_scheds = s->next_dead;
+        free(s);
+    }
 }
 
 void crew__sched_loop(crew_t *pool, struct crew__worker *w)
 {
-    struct crew__sched s;
+    /* On the heap, not this stack: if the thread is lost in a task
+     * (pthread_exit), wakers may still reach its inbox, so it then stays
+     * until the pool goes (crew__fiber_thread_lost). */
+    struct crew__sched local, *sp = crew__calloc(1, sizeof(*sp));
     struct crew__fiber *f;
 
-    memset(&s, 0, sizeof(s));
+    if (sp == NULL) {
+        /* No memory: this stack will do, but cannot outlive the thread
+         * (a lost thread's late wakers are then a risk; see above). */
+        memset(&local, 0, sizeof(local));
+        sp = &local;
+    } else {
+        sp->on_heap = true;
+    }
+#define s (*sp)
     s.pool = pool;
     s.w = w;
     atomic_init(&s.inbox, NULL);
@@ -1131,4 +1282,7 @@ void crew__sched_loop(crew_t *pool, struct crew__worker *w)
     }
     free(s.heap);
     self_sched = NULL;
+#undef s
+    if (sp->on_heap)
+        free(sp);
 }

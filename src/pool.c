@@ -292,6 +292,31 @@ static int stop(crew_t *pool, int how)
     return 0;
 }
 
+/*
+ * The child of a fork() has only the thread that called it.  If that was
+ * a worker, or a fiber, the child must not believe it still is: it would
+ * wait by helping or parking in the parent's (copied, ownerless) pool.
+ * So the child forgets which pool, task and scheduler its thread was in.
+ */
+static void atfork_child(void)
+{
+    crew__self = NULL;
+    crew__running = NULL;
+    crew__proxy = NULL;
+    crew__callback_pool = NULL;
+    crew__help_depth = 0;
+    crew__fiber_forget();
+}
+
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+static void atfork_register(void)
+{
+    /* Failure (ENOMEM) leaves fork() inside tasks as it was: the child
+     * must then not wait on pools. */
+    (void)pthread_atfork(NULL, NULL, atfork_child);
+}
+
 int crew_create(crew_t **out, const crew_opts_t *opts)
 {
     crew_opts_t o;
@@ -302,6 +327,7 @@ int crew_create(crew_t **out, const crew_opts_t *opts)
     if (out == NULL)
         return CREW_EINVAL;
     *out = NULL;
+    pthread_once(&atfork_once, atfork_register);
     if (opts != NULL)
         o = *opts;
     else
@@ -342,6 +368,7 @@ int crew_create(crew_t **out, const crew_opts_t *opts)
     atomic_init(&pool->max_target, o.fibers ? o.threads : o.max_workers);
     atomic_init(&pool->fibers_live, 0);
     atomic_init(&pool->sched_sleepers, 0);
+    atomic_init(&pool->resize_waiters, 0);
     /* Relaxed: ids need only be unique. */
     pool->id = atomic_fetch_add_explicit(&next_pool_id, 1,
                                          memory_order_relaxed);
@@ -472,12 +499,32 @@ int crew_resize(crew_t *pool, unsigned min_workers, unsigned max_workers)
         return CREW_ESHUTDOWN;
     }
     if (pool->opts.fibers) {
-        /* Fiber mode: the bounds are the fiber budget; the threads stay.
+        /*
+         * Fiber mode: the bounds are the fiber budget; the threads stay.
          * Fibers above a lowered budget finish their tasks; no new ones
-         * start until the count is below it. */
+         * start until the count is below it, and we return then (from
+         * outside the pool).  seq_cst on resize_waiters and fibers_live:
+         * budget_give_n lowers the count and then looks for waiters, we
+         * count ourselves and then look at the count, so one sees the
+         * other and the wake-up cannot be lost.
+         */
         atomic_store_explicit(&pool->fiber_max, max_workers,
                               memory_order_relaxed);
         pthread_cond_broadcast(&pool->work_cv);
+        if (!crew__inside(pool)) {
+            atomic_fetch_add_explicit(&pool->resize_waiters, 1,
+                                      memory_order_seq_cst);
+            while (atomic_load_explicit(&pool->fibers_live,
+                                        memory_order_seq_cst) >
+                       atomic_load_explicit(&pool->fiber_max,
+                                            memory_order_relaxed) &&
+                   atomic_load_explicit(&pool->state,
+                                        memory_order_relaxed) ==
+                       CREW__RUNNING_STATE)
+                pthread_cond_wait(&pool->done_cv, &pool->lock);
+            atomic_fetch_sub_explicit(&pool->resize_waiters, 1,
+                                      memory_order_relaxed);
+        }
         pthread_mutex_unlock(&pool->lock);
         return 0;
     }

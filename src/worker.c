@@ -377,9 +377,10 @@ static void worker_leave(struct crew__worker *w)
  * A task (or a callback) called pthread_exit() on a worker: the thread is
  * going, in the middle of the task.  Report the task that was running as
  * failed (CREW_EEXIT) so nobody waits for it, take the worker out of the
- * live count, and start a replacement if work waits.  Known limitation:
- * in fiber mode the thread's other fibers are lost with it, and tasks
- * nested below the innermost one (helping waits) are not reported.
+ * live count, and start a replacement if work waits.  In fiber mode the
+ * thread's other fibers are lost with it: their tasks are reported
+ * CREW_EEXIT too.  Known limitation: tasks nested below the innermost one
+ * (helping waits) are not reported.
  */
 static void worker_exit_early(void *arg)
 {
@@ -391,6 +392,8 @@ static void worker_exit_early(void *arg)
         crew__abandon(pool, (struct crew__rec *)t);
     free(crew__proxy);          /* crew__run would have, on return */
     crew__proxy = NULL;
+    if (pool->opts.fibers)
+        crew__fiber_thread_lost(pool);  /* and the thread's other fibers */
     pthread_mutex_lock(&pool->lock);
     if (!w->overtime)
         atomic_fetch_sub_explicit(&pool->live, 1, memory_order_relaxed);
