@@ -281,8 +281,11 @@ typedef struct crew_stats {
                                  waiting on a future, group or event,
                                  which max_workers does not bound) */
     unsigned workers;         /* live worker threads (fiber mode: tasks
-                                 holding a place in the budget) */
-    unsigned idle_workers;    /* live workers waiting for work */
+                                 holding a place in the budget, which a
+                                 fiber gives back just after its task is
+                                 reported) */
+    unsigned idle_workers;    /* live workers waiting for work (fiber
+                                 mode: OS threads) */
     unsigned peak_workers;    /* most live workers ever */
     unsigned min_workers;     /* bounds in force (see crew_resize()) */
     unsigned max_workers;
@@ -293,8 +296,11 @@ typedef struct crew_stats {
  * Starts min_workers threads (max_workers with `prespawn`) before
  * returning.  Returns 0 and stores the pool in *pool, or CREW_EINVAL (NULL
  * `pool`, min_workers > max_workers, a bound above CREW_MAX_WORKERS or
- * CREW_MAX_CAPACITY, a stack size outside 16 KiB..1 GiB), CREW_ENOMEM or
- * CREW_ETHREAD; on failure nothing is left allocated or running.
+ * CREW_MAX_CAPACITY, a stack size outside 16 KiB..1 GiB, a negative
+ * task_timeout_ns, progress_interval_ns or priority_aging_ns, an unknown
+ * `lock`), CREW_ENOMEM or CREW_ETHREAD; on failure nothing is left
+ * allocated or running.  Fiber-only options (`threads`,
+ * `fiber_stack_size`, `blocking_threads`) are ignored in thread mode.
  */
 CREW_API int crew_create(crew_t **pool, const crew_opts_t *opts);
 
@@ -334,7 +340,9 @@ CREW_API int crew_submit_timeout(crew_t *pool, crew_fn fn, void *arg,
  * queue is full, as crew_submit() does (a delayed task or a retry enters
  * the queue when due without waiting for room).  Same errors as
  * crew_submit(), and CREW_EINVAL for a negative delay, a backoff kind out
- * of range or jitter above 100; on error *task is set to NULL.
+ * of range, a negative base_ns or cap_ns, jitter above 100 or a group of
+ * another pool, and CREW_ECANCELED for a group that was cancelled; on
+ * error *task is set to NULL.
  *
  * Timeouts: when an attempt's deadline passes while it is queued, it never
  * starts; while it runs, its future and error callback report
@@ -394,16 +402,20 @@ CREW_API int crew_task_cancel(crew_task_t *task);
 /*
  * Give a future back.  Allowed at any time, before or after completion: an
  * unfinished task still runs, and its result, if nobody collected it, goes
- * to free_result.  The pointer must not be used afterwards.  NULL is a
- * no-op.
+ * to free_result.  The pointer must not be used afterwards (releasing an
+ * unfinished future twice is caught and ignored; a finished one may be
+ * gone already).  NULL is a no-op.
  */
 CREW_API void crew_task_release(crew_task_t *task);
 
 /*
  * Block until every task accepted so far (and any accepted while waiting)
  * has finished, including its callbacks.  No polling: the caller sleeps
- * until the last one finishes.  The pool stays usable.  Returns 0,
- * CREW_EINVAL, or CREW_EDEADLK when called from a worker of the same pool.
+ * until the last one finishes.  A task whose attempt timed out counts as
+ * finished when the timeout is reported, though its code may still be
+ * running (see crew_spawn()): do not free what such a task uses.  The pool
+ * stays usable.  Returns 0, CREW_EINVAL, or CREW_EDEADLK when called from
+ * a worker of the same pool.
  */
 CREW_API int crew_wait(crew_t *pool);
 
@@ -486,7 +498,8 @@ CREW_API int crew_group_create(crew_t *pool, const crew_group_opts_t *opts,
  */
 CREW_API int crew_group_wait(crew_group_t *group);
 
-/* As crew_group_wait(), but gives up after `timeout_ns`: CREW_ETIMEDOUT. */
+/* As crew_group_wait(), but gives up after `timeout_ns`: CREW_ETIMEDOUT
+ * (CREW_EINVAL for a negative timeout). */
 CREW_API int crew_group_wait_timeout(crew_group_t *group, int64_t timeout_ns);
 
 /*

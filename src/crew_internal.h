@@ -91,6 +91,7 @@ struct crew_task {
     bool result_taken;
     bool done;                 /* under mu: err and result are set */
     bool has_owner;            /* a caller holds it as a future */
+    bool released;             /* under mu: crew_task_release() ran */
     crew_result_cb on_result;
     crew_error_cb on_error;
     void (*free_result)(void *);

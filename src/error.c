@@ -15,7 +15,8 @@ const char *crew_strerror(int err)
     case CREW_ECANCELED: return "task cancelled";
     case CREW_ETHREAD:   return "could not start a worker thread";
     case CREW_EEXIT:     return "task ended its thread";
-    case CREW_EBUSY:     return "task not finished, or already started";
+    case CREW_EBUSY:     return "busy: not finished, already started, "
+                                "or in use";
     case CREW_EDEADLK:   return "call would wait for itself";
     default:             return "unknown error";
     }

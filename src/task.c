@@ -1146,9 +1146,19 @@ int crew_task_cancel(crew_task_t *task)
 
 void crew_task_release(crew_task_t *task)
 {
+    bool again;
+
     if (task == NULL || !crew__is_future(&task->rec))
         return;
-    crew__future_unref(task);
+    /* A second release of an unfinished future would drop the pool's
+     * reference and free it under the running task: ignore it.  (After
+     * completion the first release may have freed it; nothing can tell.) */
+    pthread_mutex_lock(&task->mu);
+    again = task->released;
+    task->released = true;
+    pthread_mutex_unlock(&task->mu);
+    if (!again)
+        crew__future_unref(task);
 }
 
 /* --- What a running task can ask -------------------------------------- */

@@ -422,6 +422,41 @@ START_TEST(future__many_futures_each_own_result)
 }
 END_TEST
 
+/* Releasing an unfinished future twice is a caller's bug; crew ignores
+ * the second release instead of freeing the future under its task (which
+ * made crew_free wait for ever; found by a new user). */
+static crew_event_t *dbl_gate;
+static atomic_int dbl_ran;
+
+static int dbl_fn(crew_ctx_t *ctx, void *arg, void **result)
+{
+    (void)ctx;
+    (void)arg;
+    (void)result;
+    crew_event_wait(dbl_gate);
+    atomic_fetch_add(&dbl_ran, 1);
+    return 0;
+}
+
+START_TEST(future__double_release_of_unfinished_is_ignored)
+{
+    crew_t *pool = NULL;
+    crew_task_t *t = NULL;
+
+    atomic_store(&dbl_ran, 0);
+    ck_assert_int_eq(crew_event_create(&dbl_gate), 0);
+    ck_assert_int_eq(crew_create(&pool, NULL), 0);
+    ck_assert_int_eq(crew_spawn(pool, dbl_fn, NULL, NULL, &t), 0);
+    crew_task_release(t);
+    crew_task_release(t);
+    ck_assert_int_eq(crew_event_set(dbl_gate), 0);
+    ck_assert_int_eq(crew_wait(pool), 0);
+    ck_assert_int_eq(atomic_load(&dbl_ran), 1);
+    ck_assert_int_eq(crew_free(pool), 0);
+    ck_assert_int_eq(crew_event_free(dbl_gate), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("future");
@@ -440,5 +475,6 @@ int main(void)
     crew_add_test(s, future__release_after_collect_keeps_result);
     crew_add_test(s, future__future_outlives_pool);
     crew_add_test(s, future__many_futures_each_own_result);
+    crew_add_test(s, future__double_release_of_unfinished_is_ignored);
     return crew_run_suite(s);
 }
