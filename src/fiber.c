@@ -1065,7 +1065,8 @@ static bool admit(struct crew__sched *s)
 {
     bool any = false;
 
-    for (int i = 0; i < 64; i++) {
+    /* At least 64, and as many as places fibers left this round. */
+    for (int i = 0; i < 64 || s->spare > 0; i++) {
         struct crew__rec *t;
         struct crew__fiber *f;
 

@@ -403,6 +403,28 @@ static struct crew__rec *record_alloc(crew_t *pool)
 #ifndef CREW__NO_RECORD_POOL
 static void rfree_push_list(crew_t *pool, struct crew__rec *head,
                             struct crew__rec *tail);
+
+/*
+ * What one thread may hold back, by the size of the pool: a pool of many
+ * threads (10,000 in the seed) would otherwise park more records in its
+ * threads' caches than the chunks hold, and fall back to malloc.
+ * Relaxed: max_target only sizes a cache.
+ */
+static unsigned records_kept(const crew_t *pool)
+{
+    return atomic_load_explicit(&pool->max_target, memory_order_relaxed) <=
+                   64
+               ? RECORDS_KEPT
+               : 16;
+}
+
+static unsigned outbox_batch(const crew_t *pool)
+{
+    return atomic_load_explicit(&pool->max_target, memory_order_relaxed) <=
+                   64
+               ? OUTBOX_BATCH
+               : 1;
+}
 #endif
 
 static void record_free(crew_t *pool, struct crew__rec *t)
@@ -414,7 +436,7 @@ static void record_free(crew_t *pool, struct crew__rec *t)
 #ifndef CREW__NO_RECORD_POOL
     /* A thread that also submits to this pool (a worker whose tasks
      * submit) keeps what it frees: no shared write at all. */
-    if (rcache.pool_id == pool->id && rcache.kept < RECORDS_KEPT) {
+    if (rcache.pool_id == pool->id && rcache.kept < records_kept(pool)) {
         atomic_store_explicit(&t->next, rcache.list, memory_order_relaxed);
         rcache.list = t;
         rcache.kept++;
@@ -431,7 +453,7 @@ static void record_free(crew_t *pool, struct crew__rec *t)
     if (outbox.head == NULL)
         outbox.tail = t;
     outbox.head = t;
-    if (++outbox.n < OUTBOX_BATCH)
+    if (++outbox.n < outbox_batch(pool))
         return;
     rfree_push_list(pool, outbox.head, outbox.tail);
     outbox.head = outbox.tail = NULL;
