@@ -270,6 +270,7 @@ struct crew {
     size_t low_water;          /* bounded: wake blocked submitters when
                                   `reserved` drops to it */
     _Atomic size_t outstanding; /* accepted, not finished */
+    _Atomic unsigned reporting; /* finished, progress report running */
 
     /* Plain task records (task.c): workers push finished ones here, a
      * submitter takes them all at once into its thread's cache. */

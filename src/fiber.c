@@ -1070,7 +1070,11 @@ static bool admit(struct crew__sched *s)
         struct crew__rec *t;
         struct crew__fiber *f;
 
-        if (!place_take(s))
+        /* Relaxed peek: no place is taken (and shown in crew_stats) just
+         * to look into an empty queue. */
+        if (atomic_load_explicit(&s->pool->queued, memory_order_relaxed) ==
+                0 ||
+            !place_take(s))
             break;
         t = crew__take(s->pool);
         if (t == NULL || (f = fiber_get(s)) == NULL) {

@@ -275,7 +275,9 @@ static int stop(crew_t *pool, int how)
     pthread_mutex_lock(&pool->lock);
     atomic_fetch_add_explicit(&pool->wait_waiters, 1, memory_order_seq_cst);
     while (atomic_load_explicit(&pool->outstanding,
-                                memory_order_seq_cst) > 0)
+                                memory_order_seq_cst) > 0 ||
+           atomic_load_explicit(&pool->reporting, memory_order_seq_cst) >
+               0)
         pthread_cond_wait(&pool->done_cv, &pool->lock);
     atomic_fetch_sub_explicit(&pool->wait_waiters, 1, memory_order_relaxed);
     atomic_store_explicit(&pool->state, CREW__STOPPED, memory_order_seq_cst);
@@ -369,6 +371,7 @@ int crew_create(crew_t **out, const crew_opts_t *opts)
     atomic_init(&pool->fibers_live, 0);
     atomic_init(&pool->sched_sleepers, 0);
     atomic_init(&pool->resize_waiters, 0);
+    atomic_init(&pool->reporting, 0);
     /* Relaxed: ids need only be unique. */
     pool->id = atomic_fetch_add_explicit(&next_pool_id, 1,
                                          memory_order_relaxed);

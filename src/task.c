@@ -145,11 +145,27 @@ static int reserve(crew_t *pool, int64_t timeout_ns, int full_rc,
  */
 void crew__finish_one(crew_t *pool)
 {
-    size_t left = atomic_fetch_sub_explicit(&pool->outstanding, 1,
-                                            memory_order_seq_cst) - 1;
+    bool prog = pool->opts.on_progress != NULL;
+    size_t left;
 
-    if (pool->opts.on_progress != NULL)
+    /*
+     * With a progress callback, crew_wait() must not return before the
+     * final report: the task counts in `reporting` until its report is
+     * done, and whoever ends the last report with nothing outstanding
+     * wakes the waiters.  seq_cst: as for outstanding (see crew_wait).
+     */
+    if (prog)
+        atomic_fetch_add_explicit(&pool->reporting, 1, memory_order_seq_cst);
+    left = atomic_fetch_sub_explicit(&pool->outstanding, 1,
+                                     memory_order_seq_cst) - 1;
+    if (prog) {
         crew__pool_progress(pool);
+        if (atomic_fetch_sub_explicit(&pool->reporting, 1,
+                                      memory_order_seq_cst) != 1)
+            return;             /* another report is still running */
+        left = atomic_load_explicit(&pool->outstanding,
+                                    memory_order_seq_cst);
+    }
     if (left != 0)
         return;
     if (atomic_load_explicit(&pool->wait_waiters, memory_order_seq_cst) > 0 ||

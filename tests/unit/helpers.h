@@ -181,6 +181,30 @@ static inline int t_nop_fn(crew_ctx_t *ctx, void *arg, void **result)
             t_sleep(T_MS / 2);                       \
     } while (0)
 
+/*
+ * What crew_stats() shows as min_workers for a pool created (or resized)
+ * with min_workers `n`: n, or 0 in a fiber run (harness.h), since fiber
+ * mode starts all its threads at creation and keeps them, and has no
+ * minimum of fibers.
+ */
+static inline unsigned t_min_shown(unsigned n)
+{
+    return crew_test_fibers() ? 0 : n;
+}
+
+/*
+ * Does a snapshot show more at once than its max_workers allows: more live
+ * workers, or more tasks running?  In a fiber run (harness.h) only
+ * `workers` (tasks holding a place in the budget) is bounded: crew.h says
+ * that in fiber mode `running` also counts tasks waiting on a future, a
+ * group or an event, which max_workers does not bound.
+ */
+static inline bool t_above_max(const crew_stats_t *s)
+{
+    return s->workers > s->max_workers ||
+           (!crew_test_fibers() && s->running > s->max_workers);
+}
+
 static inline crew_stats_t t_stats(crew_t *pool)
 {
     crew_stats_t s = { 0 };

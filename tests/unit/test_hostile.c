@@ -61,6 +61,28 @@ void __lsan_enable(void);
 
 /* ---- pthread_exit ---------------------------------------------------- */
 
+#if defined(__SANITIZE_THREAD__)
+#define T_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define T_TSAN 1
+#endif
+#endif
+
+/* ThreadSanitizer stops the process when pthread_exit() is called on a
+ * fiber's stack (a check of its own; docs/design.md): in a fiber run
+ * (harness.h) under it, the pthread_exit tests print a note and pass. */
+static bool skip_pthread_exit_on_fibers(void)
+{
+#ifdef T_TSAN
+    if (crew_test_fibers()) {
+        crew_test_log("skipped: fiber run under ThreadSanitizer");
+        return true;
+    }
+#endif
+    return false;
+}
+
 static int exit_thread_fn(crew_ctx_t *ctx, void *arg, void **result)
 {
     (void)ctx;
@@ -86,8 +108,10 @@ static void pthread_exit_case(int64_t task_timeout_ns)
     crew_t *pool = NULL;
     crew_task_t *t = NULL;
     t_count_t entered;
-    t_count_init(&entered);
 
+    if (skip_pthread_exit_on_fibers())
+        return;
+    t_count_init(&entered);
     ck_assert_int_eq(crew_create(&pool, &o), 0);
     ck_assert_int_eq(crew_spawn(pool, exit_thread_fn, &entered, NULL, &t), 0);
     ck_assert_msg(t_count_wait(&entered, 1, T_LONG), "task never ran");
@@ -140,9 +164,11 @@ START_TEST(hostile__pthread_exit_per_task_timeout_many)
     crew_task_t *t[3] = { NULL };
     crew_task_opts_t to = { .timeout_ns = 30 * T_MS };
     t_count_t entered;
-    t_count_init(&entered);
     atomic_long n = 0;
 
+    if (skip_pthread_exit_on_fibers())
+        return;
+    t_count_init(&entered);
     ck_assert_int_eq(crew_create(&pool, &o), 0);
     for (int i = 0; i < 3; i++) {
         ck_assert_int_eq(crew_spawn(pool, exit_thread_fn, &entered, &to, &t[i]),
@@ -424,8 +450,11 @@ END_TEST
 
 START_TEST(hostile__signal_mask_left_by_task_is_not_restored)
 {
-    /* One worker that never retires: every task runs on it. */
-    crew_opts_t o = { .min_workers = 1, .max_workers = 1, .prespawn = true };
+    /* One worker that never retires: every task runs on it (in a fiber
+     * run, harness.h, on fibers of one thread). */
+    crew_opts_t o = {
+        .min_workers = 1, .max_workers = 1, .prespawn = true, .threads = 1
+    };
     crew_t *pool = NULL;
     ck_assert_int_eq(crew_create(&pool, &o), 0);
     atomic_int probes = -1;
