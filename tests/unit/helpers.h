@@ -8,6 +8,7 @@
 #ifndef CREW_TEST_HELPERS_H
 #define CREW_TEST_HELPERS_H
 
+#include <check.h>
 #include <crew.h>
 
 #include <pthread.h>
@@ -35,6 +36,18 @@
 #endif
 #endif
 #endif
+
+/* A pool in fiber mode: `fibers` in flight on `threads` OS threads. */
+static inline crew_t *t_fiber_pool(unsigned threads, unsigned fibers)
+{
+    crew_opts_t o = { .fibers = true,
+                      .threads = threads,
+                      .max_workers = fibers };
+    crew_t *pool = NULL;
+
+    ck_assert_int_eq(crew_create(&pool, &o), 0);
+    return pool;
+}
 
 static inline int64_t t_now(void)
 {

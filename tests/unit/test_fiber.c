@@ -13,17 +13,6 @@
 
 #define MS T_MS
 
-static crew_t *fiber_pool(unsigned threads, unsigned fibers)
-{
-    crew_opts_t o = { .fibers = true,
-                      .threads = threads,
-                      .max_workers = fibers };
-    crew_t *pool = NULL;
-
-    ck_assert_int_eq(crew_create(&pool, &o), 0);
-    return pool;
-}
-
 static atomic_int entered, left, max_entered_before_left, bad_sleeps;
 
 static int sleeper(crew_ctx_t *ctx, void *arg, void **result)
@@ -63,7 +52,7 @@ static int gatherer(crew_ctx_t *ctx, void *arg, void **result)
  * first task would sleep out its whole loop alone). */
 START_TEST(fiber__sleep_parks_the_fiber)
 {
-    crew_t *pool = fiber_pool(1, 1000);
+    crew_t *pool = t_fiber_pool(1, 1000);
     crew_stats_t st;
 
     atomic_store(&entered, 0);
@@ -85,7 +74,7 @@ END_TEST
 /* The budget (max_workers) bounds tasks in flight. */
 START_TEST(fiber__budget_bounds_tasks_in_flight)
 {
-    crew_t *pool = fiber_pool(2, 16);
+    crew_t *pool = t_fiber_pool(2, 16);
     crew_stats_t st;
 
     atomic_store(&entered, 0);
@@ -125,7 +114,7 @@ static int yielder(crew_ctx_t *ctx, void *arg, void **result)
 /* Two fibers on one thread that yield take turns. */
 START_TEST(fiber__yield_takes_turns)
 {
-    crew_t *pool = fiber_pool(1, 8);
+    crew_t *pool = t_fiber_pool(1, 8);
 
     atomic_store(&trace_len, 0);
     atomic_store(&yielders, 0);
@@ -173,7 +162,7 @@ static int outer(crew_ctx_t *ctx, void *arg, void **result)
 /* C15 on fibers: outer tasks wait for inner tasks on one thread. */
 START_TEST(fiber__tasks_wait_for_tasks_on_one_thread)
 {
-    crew_t *pool = fiber_pool(1, 64);
+    crew_t *pool = t_fiber_pool(1, 64);
     crew_task_t *t[4];
 
     for (int i = 0; i < 4; i++)
@@ -193,7 +182,7 @@ END_TEST
  * back, or runs the child itself, so the child is not locked out. */
 START_TEST(fiber__fork_join_with_a_budget_of_one)
 {
-    crew_t *pool = fiber_pool(1, 1);
+    crew_t *pool = t_fiber_pool(1, 1);
     crew_task_t *t[2];
 
     for (int i = 0; i < 2; i++)
@@ -229,7 +218,7 @@ static int group_parent(crew_ctx_t *ctx, void *arg, void **result)
 
 START_TEST(fiber__group_wait_inside_a_fiber)
 {
-    crew_t *pool = fiber_pool(1, 64);
+    crew_t *pool = t_fiber_pool(1, 64);
     crew_task_t *t;
 
     ck_assert_int_eq(crew_spawn(pool, group_parent, NULL, NULL, &t), 0);
@@ -251,7 +240,7 @@ static int keeps_errno(crew_ctx_t *ctx, void *arg, void **result)
 /* Each fiber keeps its errno across a switch. */
 START_TEST(fiber__errno_is_per_fiber)
 {
-    crew_t *pool = fiber_pool(1, 64);
+    crew_t *pool = t_fiber_pool(1, 64);
     crew_stats_t st;
 
     for (int i = 1; i <= 40; i++)
@@ -277,7 +266,7 @@ static int patient(crew_ctx_t *ctx, void *arg, void **result)
 /* A timed-out fiber is reported at its deadline; others go on. */
 START_TEST(fiber__timeout_on_a_fiber)
 {
-    crew_t *pool = fiber_pool(1, 8);
+    crew_t *pool = t_fiber_pool(1, 8);
     crew_task_opts_t o = { .timeout_ns = 30 * MS };
     crew_task_t *t;
 
@@ -291,7 +280,7 @@ END_TEST
 
 START_TEST(fiber__shutdown_now_and_drain)
 {
-    crew_t *pool = fiber_pool(2, 4);
+    crew_t *pool = t_fiber_pool(2, 4);
     crew_stats_t st;
 
     atomic_store(&entered, 0);
@@ -304,7 +293,7 @@ START_TEST(fiber__shutdown_now_and_drain)
     ck_assert_uint_eq(st.submitted, 40);
     ck_assert_int_eq(crew_free(pool), 0);
 
-    pool = fiber_pool(2, 4);
+    pool = t_fiber_pool(2, 4);
     for (int i = 0; i < 40; i++)
         ck_assert_int_eq(crew_submit(pool, sleeper, NULL), 0);
     ck_assert_int_eq(crew_shutdown(pool, CREW_SHUTDOWN_DRAIN), 0);
@@ -389,7 +378,7 @@ END_TEST
 /* Shutdown NOW wakes parked fibers (their sleeps say why). */
 START_TEST(fiber__shutdown_now_wakes_sleepers)
 {
-    crew_t *pool = fiber_pool(1, 16);
+    crew_t *pool = t_fiber_pool(1, 16);
     bool ok;
 
     reset_sleep_counts();

@@ -25,17 +25,6 @@
 #endif
 #endif
 
-static crew_t *fiber_pool(unsigned threads, unsigned fibers)
-{
-    crew_opts_t o = { .fibers = true,
-                      .threads = threads,
-                      .max_workers = fibers };
-    crew_t *pool = NULL;
-
-    ck_assert_int_eq(crew_create(&pool, &o), 0);
-    return pool;
-}
-
 /* CPU time of the calling thread, in ns. */
 static int64_t thread_cpu_ns(void)
 {
@@ -85,7 +74,7 @@ static int future_waiter(crew_ctx_t *ctx, void *arg, void **result)
 START_TEST(park__future_wait_parks_the_fiber)
 {
     crew_opts_t to = { .max_workers = 1 };
-    crew_t *threads, *fibers = fiber_pool(1, 4);
+    crew_t *threads, *fibers = t_fiber_pool(1, 4);
     crew_task_t *w;
 
     ck_assert_int_eq(crew_event_create(&gate), 0);
@@ -139,7 +128,7 @@ static int gated(crew_ctx_t *ctx, void *arg, void **result)
 START_TEST(park__group_wait_parks_the_fiber)
 {
     crew_opts_t to = { .max_workers = 3 };
-    crew_t *threads, *fibers = fiber_pool(1, 4);
+    crew_t *threads, *fibers = t_fiber_pool(1, 4);
     crew_task_opts_t in_group = { 0 };
     crew_task_t *w;
 
@@ -196,7 +185,7 @@ static int long_event(crew_ctx_t *ctx, void *arg, void **result)
  * another thread (the sleep is an hour: only the wake can end it). */
 START_TEST(park__cancel_wakes_a_parked_fiber)
 {
-    crew_t *pool = fiber_pool(2, 8);
+    crew_t *pool = t_fiber_pool(2, 8);
     crew_task_t *a, *b;
     bool ok;
 
@@ -225,7 +214,7 @@ END_TEST
 
 START_TEST(park__shutdown_now_ends_event_waits)
 {
-    crew_t *pool = fiber_pool(2, 64);
+    crew_t *pool = t_fiber_pool(2, 64);
     bool ok;
 
     atomic_store(&started, 0);
@@ -285,7 +274,7 @@ static void many_waiters(crew_t *pool, int n)
  * (the budget of 16 is given back while they wait). */
 START_TEST(park__event_wakes_every_fiber)
 {
-    crew_t *pool = fiber_pool(2, 16);
+    crew_t *pool = t_fiber_pool(2, 16);
 
     many_waiters(pool, 1000);
     ck_assert_int_eq(crew_free(pool), 0);
@@ -333,7 +322,7 @@ static int setter(crew_ctx_t *ctx, void *arg, void **result)
 
 START_TEST(park__early_wakes_of_long_timeouts)
 {
-    crew_t *pool = fiber_pool(1, 4);
+    crew_t *pool = t_fiber_pool(1, 4);
     crew_task_t *w;
 
     ck_assert_int_eq(crew_event_create(&gate), 0);
@@ -424,7 +413,7 @@ static int ticker(crew_ctx_t *ctx, void *arg, void **result)
  * stop the other fiber: the ticker finishes while the read still waits. */
 START_TEST(park__blocking_call_keeps_the_thread_going)
 {
-    crew_t *pool = fiber_pool(1, 4);
+    crew_t *pool = t_fiber_pool(1, 4);
     crew_task_t *r, *t;
     void *res = NULL;
 
@@ -550,7 +539,7 @@ START_TEST(park__pthread_exit_loses_the_thread_not_the_tasks)
     crew_test_log("skipped under ThreadSanitizer");
     return;
 #endif
-    crew_t *pool = fiber_pool(1, 16);
+    crew_t *pool = t_fiber_pool(1, 16);
     crew_opts_t other = { .max_workers = 1 };
     crew_t *threads;
     crew_task_t *t[3], *x, *y;
