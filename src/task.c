@@ -832,7 +832,8 @@ int crew__enqueue(crew_t *pool, struct crew__rec *t, unsigned char count,
      * hand-off (worker.c). */
     atomic_fetch_add_explicit(&pool->queued, 1, memory_order_seq_cst);
     if (atomic_load_explicit(&pool->idle_avail, memory_order_seq_cst) == 0) {
-        if (atomic_load_explicit(&pool->live, memory_order_relaxed) >=
+        /* seq_cst: pairs with a retiring worker (retire_locked). */
+        if (atomic_load_explicit(&pool->live, memory_order_seq_cst) >=
             atomic_load_explicit(&pool->max_target, memory_order_relaxed))
             return 0;           /* every worker busy and none to add */
     } else if (atomic_load_explicit(&pool->waking,

@@ -230,7 +230,22 @@ static bool leave_locked(crew_t *pool, struct crew__fiber *_Atomic *inbox)
  */
 static void retire_locked(crew_t *pool, bool had_token)
 {
-    atomic_fetch_sub_explicit(&pool->live, 1, memory_order_relaxed);
+    /*
+     * seq_cst, with the load of queued below: a submitter stores queued,
+     * then loads live (crew__enqueue).  Either it sees us gone and starts
+     * a worker itself, or we see its task here and start one for it, so a
+     * task submitted as the last idle worker retires is not stranded
+     * (found by the stress harness).  Not when shrinking below the live
+     * count: the workers that stay take it.
+     */
+    atomic_fetch_sub_explicit(&pool->live, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&pool->queued, memory_order_seq_cst) > 0 &&
+        pool->sleepers == pool->tokens &&
+        atomic_load_explicit(&pool->state, memory_order_relaxed) ==
+            CREW__RUNNING_STATE &&
+        atomic_load_explicit(&pool->live, memory_order_relaxed) <
+            atomic_load_explicit(&pool->max_target, memory_order_relaxed))
+        (void)crew__spawn_locked(pool);
     update_shown_locked(pool);
     if (had_token && pool->sleepers > pool->tokens) {
         pool->tokens++;
