@@ -277,9 +277,12 @@ typedef struct crew_stats {
     unsigned threads;         /* live OS threads of the pool (in thread
                                  mode the same as workers) */
     uint64_t queued;          /* accepted, waiting to start */
-    uint64_t running;         /* running now (in fiber mode, also tasks
+    uint64_t running;         /* running now, not counting an attempt
+                                 that timed out and has not returned
+                                 (its task counts as failed, or queued
+                                 for a retry); in fiber mode also tasks
                                  waiting on a future, group or event,
-                                 which max_workers does not bound) */
+                                 which max_workers does not bound */
     unsigned workers;         /* live worker threads (fiber mode: tasks
                                  holding a place in the budget, which a
                                  fiber gives back just after its task is
@@ -460,10 +463,10 @@ CREW_API int crew_resize(crew_t *pool, unsigned min_workers,
                          unsigned max_workers);
 
 /*
- * Fill *stats with a consistent snapshot of the counters.  Each field is
- * exact when taken; under load the numbers move on at once.  At a quiet
- * moment submitted == completed + failed + cancelled.  Does nothing if
- * either pointer is NULL.
+ * Fill *stats with a consistent snapshot of the counters: completed +
+ * failed + cancelled + running never exceeds submitted.  Under load the
+ * numbers move on at once.  At a quiet moment submitted == completed +
+ * failed + cancelled.  Does nothing if either pointer is NULL.
  */
 CREW_API void crew_stats(crew_t *pool, crew_stats_t *stats);
 

@@ -76,6 +76,14 @@ struct crew__rec {
                                   queue slot */
 };
 
+/* A proxy (policy.c): what one attempt of a task with a policy queues. */
+struct crew__attempt {
+    struct crew__rec rec;      /* first: flags CREW__F_PROXY, arg the
+                                  task, state the attempt number */
+    int64_t deadline;          /* this attempt's, set before it is queued
+                                  and never changed; 0: none */
+};
+
 /* A future: a record plus what its caller and waiters need. */
 struct crew_task {
     struct crew__rec rec;      /* first: a record pointer is the future */
@@ -111,8 +119,9 @@ struct crew_task {
 
     /* --- policies (rec.flags & CREW__F_POLICY; policy.c) --- */
     _Atomic uint64_t phase;    /* attempt << 8 | CREW__PH_* */
-    struct crew__worker *_Atomic runner; /* worker of the running attempt */
-    _Atomic int64_t deadline;  /* of the current attempt; 0: none */
+    struct crew__worker *runner; /* under pool->lock: the worker inside
+                                  an attempt with a deadline (enter() to
+                                  leave() in policy.c), or NULL */
     int64_t timeout_ns;        /* per attempt; 0: none */
     _Atomic unsigned retries_left; /* changed only by the phase CAS winner;
                                   a late attempt may read it meanwhile */
@@ -346,9 +355,11 @@ struct crew {
     size_t heap_len, heap_cap;
     uint64_t tseq;
     uint64_t rng;              /* backoff jitter */
-    bool timer_started, timer_stop;
+    bool timer_started, timer_stop, timer_joining;
     pthread_t timer_tid;
     struct crew__worker *workers; /* every thread not yet joined */
+    struct crew__worker *left_behind; /* under lock: detached by a
+                                  shutdown, still in a timed-out task */
 
     /* Per-worker deques (deque.c); made on demand, freed with the pool. */
     struct crew__deque *_Atomic deqs[CREW__NDEQ];

@@ -875,10 +875,11 @@ int crew__wait_interrupted(int64_t *deadline)
     *deadline = 0;
     if (t == NULL || crew__self == NULL)
         return 0;
-    if (t->flags & CREW__F_POLICY)
-        *deadline = atomic_load_explicit(
-            &crew__future((struct crew__rec *)t)->deadline,
-            memory_order_relaxed);
+    /* The running attempt's own deadline: its proxy's (a retry queued
+     * meanwhile has its own).  Not for a task run inside it (helping). */
+    if ((t->flags & CREW__F_POLICY) && crew__proxy != NULL &&
+        crew__proxy->arg == (const void *)t)
+        *deadline = ((const struct crew__attempt *)crew__proxy)->deadline;
     if (stop_asked())
         return CREW_ECANCELED;
     if (*deadline != 0 && crew__now_ns() >= *deadline)

@@ -140,8 +140,11 @@ void crew__group_withdraw(struct crew_task *f)
 
 /*
  * A member starts or stops running an attempt.  `g_running` says whether
- * it is counted in group->running, so that a member reported while an
- * attempt still runs (a timeout) is not counted twice nor left over.
+ * it is counted in group->running, so that it counts once at most: an
+ * attempt's start and its end (policy.c's uncount()) may come in either
+ * order when the deadline ends it, and a member whose flag is left set
+ * that way is uncounted when the next attempt ends or when it is
+ * reported.
  */
 void crew__group_running(struct crew__rec *t, int delta)
 {
@@ -152,7 +155,7 @@ void crew__group_running(struct crew__rec *t, int delta)
         return;
     f = crew__future(t);
     pthread_mutex_lock(&g->mu);
-    if (delta > 0 && !f->g_reported) {
+    if (delta > 0 && !f->g_reported && !f->g_running) {
         f->g_running = true;
         g->running++;
     } else if (delta < 0 && f->g_running) {

@@ -97,8 +97,7 @@ void crew__policy_init(struct crew_task *f, const crew_t *pool,
         f->timeout_ns = 0;
     f->heap_idx = CREW__NO_TIMER;
     atomic_init(&f->phase, PHASE(1, CREW__PH_WAIT));
-    atomic_init(&f->runner, NULL);
-    atomic_init(&f->deadline, 0);
+    f->runner = NULL;
 }
 
 /* --- The timer heap: a binary min-heap on (when, tseq) ----------------- */
@@ -261,6 +260,36 @@ static bool want_retry(struct crew_task *f, int err)
     return f->retry_if == NULL || f->retry_if(err, f->user);
 }
 
+/*
+ * The task's state for crew_task_state() (its final DONE or FAILED is
+ * stored by crew__report()).  Every store of a policy task's state is made
+ * under f->mu, so that run_proxy() can store RUNNING only while its
+ * attempt still runs: without that, a worker that won the phase could
+ * store RUNNING after the timer had ended the attempt and stored what
+ * came next (found by the stress harness).  seq_cst: readers that see
+ * the state see what led to it, and schedule_retry() pairs its store with
+ * crew_task_cancel().
+ */
+static void set_state(struct crew_task *f, int state)
+{
+    pthread_mutex_lock(&f->mu);
+    atomic_store_explicit(&f->rec.state, state, memory_order_seq_cst);
+    pthread_mutex_unlock(&f->mu);
+}
+
+/*
+ * An attempt stops running: whoever moves its phase out of RUNNING (its
+ * worker when fn returns, the timer at the deadline, the thread's cleanup
+ * at pthread_exit) takes it out of the running counts, once.  So an
+ * attempt that timed out and still runs no longer counts as running: its
+ * task already counts as failed or waits for its next attempt.
+ */
+static void uncount(crew_t *pool, struct crew_task *f)
+{
+    crew__group_running(&f->rec, -1);
+    crew__stat_running(pool, -1);
+}
+
 /* The task's reported end: callbacks, future, counts, pool's reference. */
 static void finish(crew_t *pool, struct crew_task *f, int err, void *result,
                    bool on_worker)
@@ -284,9 +313,7 @@ static void report_cancelled(crew_t *pool, struct crew_task *f,
                              bool on_worker)
 {
     timer_del(pool, f);
-    /* Release: crew_task_state() readers see the final state. */
-    atomic_store_explicit(&f->rec.state, CREW__CANCELED,
-                          memory_order_release);
+    set_state(f, CREW__CANCELED);
     atomic_fetch_add_explicit(&pool->n_cancelled, 1, memory_order_relaxed);
     crew__report(pool, &f->rec, CREW_ECANCELED, NULL);
     if (on_worker)
@@ -304,19 +331,19 @@ static void report_cancelled(crew_t *pool, struct crew_task *f,
 static int queue_attempt(crew_t *pool, struct crew_task *f, unsigned k,
                          unsigned char count)
 {
-    struct crew__rec *p = crew__malloc(sizeof(*p));
+    struct crew__attempt *a = crew__malloc(sizeof(*a));
+    struct crew__rec *p = &a->rec;
     int64_t deadline = 0;
     int rc;
 
-    if (p == NULL)
+    if (a == NULL)
         return CREW_ENOMEM;
     /*
      * Everything about the attempt is in place before its timer is armed:
      * the deadline may pass at once, and the timer (or a worker) may then
      * end the task while we are still here.  The proxy's reference keeps
      * the task alive meanwhile.  Relaxed: the reference is ordered by the
-     * queue's release; the deadline is read by the attempt's own worker
-     * after its phase CAS.
+     * queue's release, which also publishes the proxy's deadline.
      */
     atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
     p->fn = NULL;
@@ -325,7 +352,7 @@ static int queue_attempt(crew_t *pool, struct crew_task *f, unsigned k,
     atomic_init(&p->state, (int)k);
     if (f->timeout_ns > 0)
         deadline = crew__after_ns(f->timeout_ns);
-    atomic_store_explicit(&f->deadline, deadline, memory_order_relaxed);
+    a->deadline = deadline;
     if (deadline != 0 &&
         timer_add(pool, f, CREW__T_EXPIRE, k, deadline) != 0) {
         free(p);
@@ -350,13 +377,22 @@ static void schedule_retry(crew_t *pool, struct crew_task *f, unsigned k,
 {
     int64_t wait = backoff_ns(pool, f, k);
 
-    /* Relaxed: see want_retry(). */
-    atomic_fetch_sub_explicit(&f->retries_left, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&pool->n_retries, 1, memory_order_relaxed);
-    /* Release: crew_task_state() readers see the task waiting again. */
-    atomic_store_explicit(&f->rec.state, CREW__QUEUED, memory_order_release);
-    if (timer_add(pool, f, CREW__T_START, k + 1, crew__after_ns(wait)) == 0)
-        return;
+    set_state(f, CREW__QUEUED);
+    /*
+     * seq_cst, with set_state()'s store: crew_task_cancel() stores its
+     * request and then loads the state.  Either it sees QUEUED and
+     * cancels the waiting retry itself, or we see its request here and
+     * end the task with this attempt's error: a task is never retried
+     * after a cancel request (one that said CREW_EBUSY included).
+     */
+    if (!atomic_load_explicit(&f->cancel_requested, memory_order_seq_cst)) {
+        /* Relaxed: see want_retry(). */
+        atomic_fetch_sub_explicit(&f->retries_left, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&pool->n_retries, 1, memory_order_relaxed);
+        if (timer_add(pool, f, CREW__T_START, k + 1,
+                      crew__after_ns(wait)) == 0)
+            return;
+    }
     {
         uint64_t p = PHASE(k + 1, CREW__PH_WAIT);
 
@@ -381,28 +417,30 @@ int crew__policy_start(crew_t *pool, struct crew_task *f, bool holds_slot,
     atomic_store_explicit(&f->phase, PHASE(1, CREW__PH_QUEUED),
                           memory_order_relaxed);
     if (inline_run) {
-        struct crew__rec proxy = { .fn = NULL };
+        struct crew__attempt *a = crew__malloc(sizeof(*a));
 
         /* Run attempt 1 here, as crew_submit() does when the queue is
-         * full on a worker of this pool; the proxy lives on our stack. */
-        proxy.arg = f;
-        proxy.flags = CREW__F_PROXY;
-        atomic_init(&proxy.state, 1);
-        atomic_init(&proxy.waiting, CREW__UNCOUNTED);
+         * full on a worker of this pool. */
+        if (a == NULL)
+            return CREW_ENOMEM;
+        a->rec.fn = NULL;
+        a->rec.arg = f;
+        a->rec.flags = CREW__F_PROXY;
+        atomic_init(&a->rec.state, 1);
+        atomic_init(&a->rec.waiting, CREW__UNCOUNTED);
+        a->deadline = 0;
         /* As in queue_attempt: all in place before the timer is armed. */
         atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
         if (f->timeout_ns > 0) {
-            int64_t deadline = crew__after_ns(f->timeout_ns);
-
-            atomic_store_explicit(&f->deadline, deadline,
-                                  memory_order_relaxed);
-            rc = timer_add(pool, f, CREW__T_EXPIRE, 1, deadline);
+            a->deadline = crew__after_ns(f->timeout_ns);
+            rc = timer_add(pool, f, CREW__T_EXPIRE, 1, a->deadline);
             if (rc != 0) {
+                free(a);
                 crew__future_unref(f);
                 return rc;
             }
         }
-        crew__run_proxy(pool, &proxy, crew__self->id);
+        crew__run(pool, &a->rec, crew__self->id);   /* frees it */
         return 0;
     }
     rc = queue_attempt(pool, f, 1,
@@ -431,21 +469,20 @@ int crew__policy_start(crew_t *pool, struct crew_task *f, bool holds_slot,
  */
 static void mark_overtime(crew_t *pool, struct crew_task *f)
 {
-    /* Acquire: pairs with the worker's release of runner before its
-     * phase CAS; we won a CAS from the phase that CAS stored. */
-    struct crew__worker *w = atomic_load_explicit(&f->runner,
-                                                  memory_order_acquire);
+    struct crew__worker *w;
 
-    if (w == NULL)
-        return;
     pthread_mutex_lock(&pool->lock);
     /*
-     * Only while it is still inside that attempt (see run_proxy), and
-     * never in fiber mode (a thread there runs many tasks).  Every stuck
-     * worker is marked, so shutdown never waits for one; max_overtime
-     * bounds the replacements (see crew__spawn_locked).
+     * runner is set and cleared under this lock by the worker itself
+     * (enter(), leave()), so a worker found here has not left the attempt
+     * and cannot have retired or been freed.  Only while it is still
+     * inside that attempt itself, not nested in a helping wait (see
+     * run_proxy), and never in fiber mode (a thread there runs many
+     * tasks).  Every stuck worker is marked, so shutdown never waits for
+     * one; max_overtime bounds the replacements (see crew__spawn_locked).
      */
-    if (w->current == f && !w->overtime && !pool->opts.fibers) {
+    w = f->runner;
+    if (w != NULL && w->current == f && !w->overtime && !pool->opts.fibers) {
         w->overtime = true;
         pool->overtime++;
         atomic_fetch_sub_explicit(&pool->live, 1, memory_order_relaxed);
@@ -479,6 +516,7 @@ static struct crew_task *enter(crew_t *pool, struct crew_task *f)
     pthread_mutex_lock(&pool->lock);
     prev = w->current;
     w->current = f;
+    f->runner = w;
     pthread_mutex_unlock(&pool->lock);
     return prev;
 }
@@ -486,18 +524,29 @@ static struct crew_task *enter(crew_t *pool, struct crew_task *f)
 static void leave(crew_t *pool, struct crew_task *prev)
 {
     struct crew__worker *w = crew__self;
+    unsigned live;
 
     pthread_mutex_lock(&pool->lock);
+    /* A later attempt of the same task may run elsewhere by now. */
+    if (w->current->runner == w)
+        w->current->runner = NULL;
     w->current = prev;
+    live = atomic_load_explicit(&pool->live, memory_order_relaxed);
+    /*
+     * Room again: count it back in, also while the pool drains (then it
+     * takes the work still queued, which may have no other worker left).
+     * Not once stopped: shutdown left it behind or is about to.
+     */
     if (w->overtime && !w->detached &&
-        atomic_load_explicit(&pool->state, memory_order_relaxed) ==
-            CREW__RUNNING_STATE &&
-        atomic_load_explicit(&pool->live, memory_order_relaxed) <
-            atomic_load_explicit(&pool->max_target, memory_order_relaxed)) {
-        /* Room again: count it back in. */
+        atomic_load_explicit(&pool->state, memory_order_relaxed) !=
+            CREW__STOPPED &&
+        live < atomic_load_explicit(&pool->max_target,
+                                    memory_order_relaxed)) {
         w->overtime = false;
         pool->overtime--;
         atomic_fetch_add_explicit(&pool->live, 1, memory_order_relaxed);
+        if (live + 1 > pool->peak)
+            pool->peak = live + 1;
     }
     pthread_mutex_unlock(&pool->lock);
 }
@@ -513,10 +562,16 @@ void crew__run_proxy(crew_t *pool, struct crew__rec *proxy,
     struct crew_task *prev = NULL;
     const struct crew__rec *outer;
     bool timed = f->timeout_ns > 0, late;
+    /* Only thread mode tracks which worker is inside an attempt: in
+     * fiber mode a thread interleaves many (see mark_overtime). */
+    bool tracked = timed && !pool->opts.fibers;
     void *result = NULL;
     int err;
 
-    if (atomic_load_explicit(&pool->state, memory_order_relaxed) ==
+    /* Also after the stop: what is still queued then is stale (nothing
+     * is outstanding), and this may be a thread outside the pool clearing
+     * the queue (crew_shutdown), which must not enter(). */
+    if (atomic_load_explicit(&pool->state, memory_order_relaxed) >=
         CREW__CANCELLING) {
         if (atomic_compare_exchange_strong_explicit(
                 &f->phase, &p, PHASE(k, CREW__PH_FINAL),
@@ -525,29 +580,35 @@ void crew__run_proxy(crew_t *pool, struct crew__rec *proxy,
         }
         goto drop;
     }
-    /* Release: mark_overtime() reads runner after winning a CAS from the
-     * phase our CAS stores. */
-    atomic_store_explicit(&f->runner, crew__self, memory_order_release);
-    if (timed)
+    if (tracked)
         prev = enter(pool, f);
     if (!atomic_compare_exchange_strong_explicit(
             &f->phase, &p, PHASE(k, CREW__PH_RUNNING), memory_order_acq_rel,
             memory_order_acquire)) {
-        if (timed)
+        if (tracked)
             leave(pool, prev);
         goto drop;              /* stale: timed out or cancelled queued */
     }
-    atomic_store_explicit(&f->rec.state, CREW__RUNNING, memory_order_release);
-    ctx.deadline = atomic_load_explicit(&f->deadline, memory_order_relaxed);
+    /* RUNNING only while the attempt runs: see set_state().  Acquire on
+     * the phase: only to read the latest. */
+    pthread_mutex_lock(&f->mu);
+    if (atomic_load_explicit(&f->phase, memory_order_acquire) ==
+        PHASE(k, CREW__PH_RUNNING))
+        atomic_store_explicit(&f->rec.state, CREW__RUNNING,
+                              memory_order_seq_cst);
+    pthread_mutex_unlock(&f->mu);
+    /* Its own deadline, not the task's latest (a retry may be queued by
+     * now if this one is already late). */
+    ctx.deadline = ((struct crew__attempt *)proxy)->deadline;
+    /* Counted once each way: this +1 always, the -1 by whoever moves the
+     * phase on (uncount()), which may be the timer, even before this. */
     crew__stat_running(pool, 1);
     crew__group_running(&f->rec, 1);
     outer = crew__running;
     crew__running = &f->rec;
     err = f->rec.fn(&ctx, f->rec.arg, &result);
     crew__running = outer;
-    crew__group_running(&f->rec, -1);
-    crew__stat_running(pool, -1);
-    if (timed)
+    if (tracked)
         leave(pool, prev);
     /*
      * Past its deadline, an attempt is late even if the timer thread has
@@ -567,6 +628,7 @@ void crew__run_proxy(crew_t *pool, struct crew__rec *proxy,
         if (atomic_compare_exchange_strong_explicit(
                 &f->phase, &p, PHASE(k + 1, CREW__PH_WAIT),
                 memory_order_acq_rel, memory_order_acquire)) {
+            uncount(pool, f);
             timer_del(pool, f);
             if (late)
                 atomic_fetch_add_explicit(&pool->n_timed_out, 1,
@@ -579,6 +641,7 @@ void crew__run_proxy(crew_t *pool, struct crew__rec *proxy,
     } else if (atomic_compare_exchange_strong_explicit(
                    &f->phase, &p, PHASE(k, CREW__PH_FINAL),
                    memory_order_acq_rel, memory_order_acquire)) {
+        uncount(pool, f);
         if (late) {
             atomic_fetch_add_explicit(&pool->n_timed_out, 1,
                                       memory_order_relaxed);
@@ -604,8 +667,10 @@ void crew__policy_abandon(crew_t *pool, struct crew_task *f)
     if (PH(p) == CREW__PH_RUNNING &&
         atomic_compare_exchange_strong_explicit(
             &f->phase, &p, PHASE(ATTEMPT(p), CREW__PH_FINAL),
-            memory_order_acq_rel, memory_order_acquire))
+            memory_order_acq_rel, memory_order_acquire)) {
+        uncount(pool, f);
         finish(pool, f, CREW_EEXIT, NULL, true);
+    }
     crew__future_unref(f);      /* the attempt's reference */
 }
 
@@ -631,8 +696,10 @@ static void expire(crew_t *pool, struct crew_task *f, unsigned k)
                                                   memory_order_acquire)) {
             atomic_fetch_add_explicit(&pool->n_timed_out, 1,
                                       memory_order_relaxed);
-            if (PH(p) == CREW__PH_RUNNING)
+            if (PH(p) == CREW__PH_RUNNING) {
+                uncount(pool, f);
                 mark_overtime(pool, f);
+            }
             if (retry)
                 schedule_retry(pool, f, k, CREW_ETIMEDOUT, false);
             else
@@ -751,20 +818,27 @@ void crew__timer_cancel_all(crew_t *pool)
     pthread_mutex_unlock(&pool->tlock);
 }
 
-/* Shutdown, once nothing is outstanding: stop and join the timer. */
+/*
+ * Shutdown, once nothing is outstanding: stop and join the timer.  Two
+ * shutdowns at once both come here; one joins, the other waits for that
+ * join to end (a thread can be joined only once).
+ */
 void crew__timer_stop(crew_t *pool)
 {
-    bool started;
-
     pthread_mutex_lock(&pool->tlock);
     pool->timer_stop = true;
-    started = pool->timer_started;
-    pthread_cond_signal(&pool->tcv);
-    pthread_mutex_unlock(&pool->tlock);
-    if (started)
+    pthread_cond_broadcast(&pool->tcv);
+    if (pool->timer_started && !pool->timer_joining) {
+        pool->timer_joining = true;
+        pthread_mutex_unlock(&pool->tlock);
         pthread_join(pool->timer_tid, NULL);
-    pthread_mutex_lock(&pool->tlock);
-    pool->timer_started = false;
+        pthread_mutex_lock(&pool->tlock);
+        pool->timer_started = false;
+        pool->timer_joining = false;
+        pthread_cond_broadcast(&pool->tcv);
+    }
+    while (pool->timer_joining)
+        pthread_cond_wait(&pool->tcv, &pool->tlock);
     pthread_mutex_unlock(&pool->tlock);
 }
 

@@ -215,8 +215,10 @@ static void join_all_locked(crew_t *pool)
 
 /*
  * Workers still stuck in timed-out tasks cannot be waited for: C cannot
- * stop them.  Leave them behind, detached; each holds a reference to the
- * pool, so the pool's memory lives until the last of them returns.
+ * stop them.  Leave them behind, detached, on pool->left_behind: each
+ * holds a reference to the pool, so the pool's memory lives until the
+ * last of them returns, and each folds its own share of the statistics
+ * in when it goes (crew_stats() sums them meanwhile).
  */
 static void detach_overtime_locked(crew_t *pool)
 {
@@ -228,10 +230,8 @@ static void detach_overtime_locked(crew_t *pool)
         if (w->overtime && !w->exited) {
             *pp = w->next;
             w->detached = true;
-            /* Its task still runs; when it returns, the worker's own share
-             * is no longer summed (a left-behind thread, see
-             * crew_shutdown()). */
-            crew__stat_fold_locked(pool, w);
+            w->next = pool->left_behind;
+            pool->left_behind = w;
             /* Relaxed: the count is read by the last decrement, which is
              * acq_rel. */
             atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
@@ -242,11 +242,16 @@ static void detach_overtime_locked(crew_t *pool)
     }
 }
 
-/* Pop every queued record and cancel it (shutdown NOW). */
-static void cancel_queued(crew_t *pool)
+/*
+ * Pop every queued record: under shutdown NOW crew__run cancels it; once
+ * stopped, what is left is stale (a task cancelled, or an attempt timed
+ * out, while queued: see Limitations) and crew__run only frees it, so
+ * crew_stats() no longer counts it as queued.
+ */
+static void clear_queue(crew_t *pool)
 {
     while (crew__try_run_one(pool, 0))
-        ;                       /* crew__run cancels under CANCELLING */
+        ;
 }
 
 static int stop(crew_t *pool, int how)
@@ -269,7 +274,7 @@ static int stop(crew_t *pool, int how)
 
     if (how == CREW_SHUTDOWN_NOW) {
         crew__timer_cancel_all(pool);
-        cancel_queued(pool);
+        clear_queue(pool);
     }
 
     pthread_mutex_lock(&pool->lock);
@@ -291,6 +296,7 @@ static int stop(crew_t *pool, int how)
     detach_overtime_locked(pool);
     join_all_locked(pool);
     pthread_mutex_unlock(&pool->lock);
+    clear_queue(pool);
     return 0;
 }
 
@@ -432,8 +438,10 @@ int crew_wait(crew_t *pool)
     /* seq_cst: the store half; crew__finish_one stores outstanding and
      * then loads wait_waiters, so one of us sees the other. */
     atomic_fetch_add_explicit(&pool->wait_waiters, 1, memory_order_seq_cst);
+    /* And for the report of the last task (see crew__finish_one). */
     while (atomic_load_explicit(&pool->outstanding,
-                                memory_order_seq_cst) > 0)
+                                memory_order_seq_cst) > 0 ||
+           atomic_load_explicit(&pool->reporting, memory_order_seq_cst) > 0)
         pthread_cond_wait(&pool->done_cv, &pool->lock);
     atomic_fetch_sub_explicit(&pool->wait_waiters, 1, memory_order_relaxed);
     pthread_mutex_unlock(&pool->lock);
@@ -570,21 +578,71 @@ int crew_resize(crew_t *pool, unsigned min_workers, unsigned max_workers)
     return rc == 0 ? 0 : CREW_ETHREAD;
 }
 
+/* The workers' own shares of the counters (exited ones were folded into
+ * the pool's totals, and zeroed, under pool->lock). */
+struct shares {
+    int64_t running, completed, failed, submitted;
+};
+
+static void sum_shares(struct shares *sh, const struct crew__worker *w,
+                       bool submitted)
+{
+    /* Relaxed: reporting only; see crew_stats(). */
+    for (; w != NULL; w = w->next) {
+        if (submitted) {
+            sh->submitted += atomic_load_explicit(&w->s_submitted,
+                                                  memory_order_relaxed);
+            continue;
+        }
+        sh->running += atomic_load_explicit(&w->s_running,
+                                            memory_order_relaxed);
+        sh->completed += atomic_load_explicit(&w->s_completed,
+                                              memory_order_relaxed);
+        sh->failed += atomic_load_explicit(&w->s_failed,
+                                           memory_order_relaxed);
+    }
+}
+
 void crew_stats(crew_t *pool, crew_stats_t *st)
 {
+    struct shares sh = { 0, 0, 0, 0 };
+    uint64_t ended;
+
     if (pool == NULL || st == NULL)
         return;
     memset(st, 0, sizeof(*st));
     pthread_mutex_lock(&pool->lock);
-    /* Relaxed: counters for reporting; the lock gives the worker fields a
-     * consistent view. */
-    st->submitted = atomic_load_explicit(&pool->n_submitted,
-                                         memory_order_relaxed);
+    /*
+     * The counters move while we read them, so read the ends before the
+     * starts: a task counts as submitted before it can run or end.  Then
+     * make the snapshot add up whatever the interleaving: running is at
+     * most what was submitted and has not ended (an attempt's +1 and -1
+     * may come in either order, so a share may be briefly negative).
+     * Relaxed: the counters order nothing; the order of the reads makes
+     * the clamps below rare, the clamps make the sums hold.
+     */
     st->completed = atomic_load_explicit(&pool->n_completed,
                                          memory_order_relaxed);
     st->failed = atomic_load_explicit(&pool->n_failed, memory_order_relaxed);
     st->cancelled = atomic_load_explicit(&pool->n_cancelled,
                                          memory_order_relaxed);
+    sh.running = (int64_t)atomic_load_explicit(&pool->n_running,
+                                               memory_order_relaxed);
+    sum_shares(&sh, pool->workers, false);
+    sum_shares(&sh, pool->left_behind, false);
+    st->completed += (uint64_t)sh.completed;
+    st->failed += (uint64_t)sh.failed;
+    st->submitted = atomic_load_explicit(&pool->n_submitted,
+                                         memory_order_relaxed);
+    sum_shares(&sh, pool->workers, true);
+    sum_shares(&sh, pool->left_behind, true);
+    st->submitted += (uint64_t)sh.submitted;
+    ended = st->completed + st->failed + st->cancelled;
+    if (st->submitted < ended)
+        st->submitted = ended;
+    st->running = sh.running < 0 ? 0 : (uint64_t)sh.running;
+    if (st->running > st->submitted - ended)
+        st->running = st->submitted - ended;
     st->rejected = atomic_load_explicit(&pool->n_rejected,
                                         memory_order_relaxed);
     st->retries = atomic_load_explicit(&pool->n_retries,
@@ -593,19 +651,6 @@ void crew_stats(crew_t *pool, crew_stats_t *st)
                                          memory_order_relaxed);
     st->overtime_workers = pool->overtime;
     st->queued = atomic_load_explicit(&pool->queued, memory_order_relaxed);
-    st->running = atomic_load_explicit(&pool->n_running,
-                                       memory_order_relaxed);
-    for (struct crew__worker *w = pool->workers; w != NULL; w = w->next) {
-        /* Exited ones were folded in (and zeroed) under this lock. */
-        st->running += (uint64_t)atomic_load_explicit(&w->s_running,
-                                                      memory_order_relaxed);
-        st->completed += (uint64_t)atomic_load_explicit(
-            &w->s_completed, memory_order_relaxed);
-        st->failed += (uint64_t)atomic_load_explicit(&w->s_failed,
-                                                     memory_order_relaxed);
-        st->submitted += (uint64_t)atomic_load_explicit(
-            &w->s_submitted, memory_order_relaxed);
-    }
     st->workers = atomic_load_explicit(&pool->live, memory_order_relaxed);
     st->idle_workers = pool->sleepers;
     st->peak_workers = pool->peak;

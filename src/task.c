@@ -180,17 +180,34 @@ void crew__finish_one(crew_t *pool)
 
 /*
  * crew__finish_one for threads that are not workers (a canceller, the
- * timer): crew_shutdown() does not join them, so the count drops under
- * pool->lock, where crew_shutdown() reads it, and the pool outlives our
- * last touch of it.
+ * timer): crew_shutdown() does not join them, so the pool must outlive
+ * our last touch of it.  Our last touch is under pool->lock, where
+ * crew_shutdown() reads the counts, and until then either outstanding or
+ * (with a progress callback) reporting holds it back.  As in
+ * crew__finish_one, the report comes after the count drops, so the last
+ * task's is the final "nothing left" report, whichever thread ends it.
  */
 void crew__finish_one_locked(crew_t *pool)
 {
-    if (pool->opts.on_progress != NULL)
-        crew__pool_progress(pool);     /* before: it reads the pool */
-    pthread_mutex_lock(&pool->lock);
-    if (atomic_fetch_sub_explicit(&pool->outstanding, 1,
-                                  memory_order_seq_cst) == 1) {
+    bool last;
+
+    if (pool->opts.on_progress != NULL) {
+        /* seq_cst: as in crew__finish_one. */
+        atomic_fetch_add_explicit(&pool->reporting, 1, memory_order_seq_cst);
+        atomic_fetch_sub_explicit(&pool->outstanding, 1,
+                                  memory_order_seq_cst);
+        crew__pool_progress(pool);
+        pthread_mutex_lock(&pool->lock);
+        last = atomic_fetch_sub_explicit(&pool->reporting, 1,
+                                         memory_order_seq_cst) == 1 &&
+               atomic_load_explicit(&pool->outstanding,
+                                    memory_order_seq_cst) == 0;
+    } else {
+        pthread_mutex_lock(&pool->lock);
+        last = atomic_fetch_sub_explicit(&pool->outstanding, 1,
+                                         memory_order_seq_cst) == 1;
+    }
+    if (last) {
         pthread_cond_broadcast(&pool->done_cv);
         pthread_cond_broadcast(&pool->work_cv);
     }
@@ -705,13 +722,14 @@ static bool run_out_of_turn(crew_t *pool, struct crew__rec *t,
  */
 void crew__abandon(crew_t *pool, struct crew__rec *t)
 {
-    crew__stat_running(pool, -1);
-    if (crew__is_future(t))
-        crew__group_running(t, -1);
     if (t->flags & CREW__F_POLICY) {
+        /* It uncounts the attempt if the deadline has not already. */
         crew__policy_abandon(pool, crew__future(t));
         return;
     }
+    crew__stat_running(pool, -1);
+    if (crew__is_future(t))
+        crew__group_running(t, -1);
     crew__stat_done(pool, CREW_EEXIT);
     crew__report(pool, t, CREW_EEXIT, NULL);
     crew__dispose(pool, t);
@@ -732,7 +750,7 @@ void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id)
         free(t);
         return;
     }
-    if (atomic_load_explicit(&pool->state, memory_order_relaxed) ==
+    if (atomic_load_explicit(&pool->state, memory_order_relaxed) >=
         CREW__CANCELLING) {
         bool won = crew__cancel_record(pool, t);
 
@@ -862,6 +880,10 @@ static int submit(crew_t *pool, crew_fn fn, void *arg,
     rc = crew__policy_check(opts);
     if (rc != 0)
         return rc;
+    /* A bad argument, not a refusal: not counted as rejected.  (A group's
+     * pool never changes.) */
+    if (opts != NULL && opts->group != NULL && opts->group->pool != pool)
+        return CREW_EINVAL;
     policy = crew__uses_policy(pool, opts);
     if (atomic_load_explicit(&pool->state, memory_order_relaxed) !=
         CREW__RUNNING_STATE) {
@@ -1169,7 +1191,8 @@ int crew_task_cancel(crew_task_t *task)
     atomic_store_explicit(&task->cancel_requested, true,
                           memory_order_seq_cst);
     crew__fiber_cancel(task);   /* if it waits on a fiber, end that now */
-    s = atomic_load_explicit(&task->rec.state, memory_order_acquire);
+    /* seq_cst: see schedule_retry() in policy.c. */
+    s = atomic_load_explicit(&task->rec.state, memory_order_seq_cst);
     if (s != CREW__QUEUED)
         return CREW_EBUSY;
     /* The pool is alive: the task is accepted and unfinished, so

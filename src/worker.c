@@ -374,8 +374,14 @@ static void worker_leave(struct crew__worker *w)
     if (w->overtime)
         pool->overtime--;
     if (w->detached) {
+        struct crew__worker **pp = &pool->left_behind;
+
         /* Left behind by a shutdown that could not wait for us: nobody
          * joins us, and we may be the last user of the pool. */
+        while (*pp != w)
+            pp = &(*pp)->next;
+        *pp = w->next;
+        crew__stat_fold_locked(pool, w);
         pthread_mutex_unlock(&pool->lock);
         free(w);
         crew__pool_unref(pool);
@@ -496,8 +502,8 @@ static void *worker_main(void *p)
 }
 
 /* Move a worker's share of the statistics into the pool's totals.  Call
- * with pool->lock held, when the worker runs no task any more (it exits)
- * or will not be summed any more (it is left behind, detached). */
+ * on the worker itself as it exits, with pool->lock held: only it writes
+ * its share, so nothing is lost between the read and the zeroing. */
 void crew__stat_fold_locked(crew_t *pool, struct crew__worker *w)
 {
     /* Relaxed: reporting only; the lock orders this with crew_stats(). */
@@ -549,14 +555,16 @@ int crew__spawn_locked(crew_t *pool)
     pthread_attr_t attr;
     sigset_t all, old;
     int rc;
-
     /* Workers stuck in timed-out tasks do not count against max_workers,
      * but only max_overtime of them may be replaced: a pool of hung tasks
      * does not grow without end. */
-    if (atomic_load_explicit(&pool->live, memory_order_relaxed) +
-            pool->overtime >=
-        atomic_load_explicit(&pool->max_target, memory_order_relaxed) +
-            pool->opts.max_overtime)
+    unsigned live = atomic_load_explicit(&pool->live, memory_order_relaxed);
+    unsigned max = atomic_load_explicit(&pool->max_target,
+                                        memory_order_relaxed);
+
+    /* Never above the maximum in force (a replacement for a stuck worker
+     * during a shrink waits for the shrink to finish). */
+    if (live >= max || live + pool->overtime >= max + pool->opts.max_overtime)
         return CREW_EAGAIN;
     crew__reap_locked(pool);
     w = crew__calloc(1, sizeof(*w));

@@ -142,105 +142,25 @@ static double opt_deadline = 120;
  *     Nothing is left to run them.  So in thread mode children spawned
  *     in tasks get no policies, tasks do not wait for them where the
  *     pool has a default timeout, and group waits in tasks are timed.
- *  2. crew_stats() is not the consistent snapshot the header promises:
- *     its counters are read one by one while tasks go on (submitted
- *     first), so under load completed + failed + cancelled + running can
- *     exceed submitted; and an attempt that timed out and still runs
- *     counts both as failed and as running, so the same holds for as long
- *     as it runs.  A pool's progress report is built from it, with queued
- *     = total minus the rest, which then wraps to near 2^64.  So that sum
- *     is not checked, and a pool's reports are checked only for what
- *     holds anyway (monotonic on each thread, the final one).
- *  3. A spawn refused with CREW_EINVAL because its group belongs to
- *     another pool counts in crew_stats().rejected, which the header
- *     says counts refusals for room, time, shutdown, resources and
- *     cancelled groups only (other CREW_EINVAL refusals do not count).
- *     So the harness expects it counted.
- *  4. In thread mode, crew_stats().peak_workers can be below workers: a
- *     worker that was overtime (stuck in a timed-out task) and counts
- *     itself back in when the task returns raises the live count without
- *     raising the peak.  So the check is skipped where tasks can time
- *     out.
- *  5. crew_sleep in an attempt that reached its deadline can return 0
- *     early instead of CREW_ETIMEDOUT when the task's next attempt has
- *     been queued meanwhile: it compares the clock with the task's
- *     latest deadline, which is the next attempt's by then.  So for tasks
- *     with retries, a crew_sleep that returns 0 past the attempt's
- *     deadline is let through.
- *  6. A group counts a member as running twice when a retried member's
- *     next attempt starts while the attempt that timed out still runs,
- *     and never uncounts it: from then on the group's running is one too
- *     many and queued is (uint64_t)-1 (crew_group_progress and the
- *     reports).  So members of groups that have retries get no timeout.
- *  7. A pool's "nothing left" progress report is skipped when the last
- *     task to finish is reported on a thread that is not a worker (a
- *     cancel from the application, the timer thread): that path asks for
- *     the report before it counts the task finished, so it is rate
- *     limited like any other.  So the final report is checked only for
- *     pools whose last task ends on a worker (no shutdown; the harness
- *     submits a last one).
- *  8. A task that times out while crew_resize() lowers the maximum can
- *     start a replacement worker although the pool is still at (or
- *     above) the new maximum: for a moment crew_stats() shows more
- *     workers than max_workers (the replacement then retires).  So that
- *     check is skipped where tasks can time out.
- *  9. After a shutdown that left a worker behind in a timed-out task,
- *     crew_stats().running stays at 1 for good, also once the task has
- *     returned: the worker's share was folded into the pool's count when
- *     it was left behind, and its decrement goes to its own share, which
- *     nobody sums any more.  So running is not checked after a shutdown
- *     where tasks can time out.
- * 10. Two crew_shutdown calls at once on a pool whose timer thread was
- *     started (by any task with a policy) can both join the timer thread:
- *     each reads "started" before either clears it.  The second
- *     pthread_join is undefined behaviour and hangs here.  So pools with
- *     policies get no second, concurrent shutdown.
- * 11. An attempt that timed out while queued, or a task with a policy
- *     cancelled while queued, leaves a stale entry in the queue that
- *     counts in crew_stats().queued until a worker pops it (README,
- *     Limitations); after a shutdown no worker is left to, so queued
- *     stays above 0 for good, though nothing waits to start.  So queued
- *     is not checked after a shutdown where tasks have policies.
- * 12. A second crew_shutdown(CREW_SHUTDOWN_NOW) after one that left such
- *     stale entries crashes (NULL dereference): it runs the queue on the
- *     calling thread to cancel it, and a stale entry of a task with a
- *     timeout goes through the worker-only path (enter(), crew__self is
- *     NULL there).  So the second shutdown is a DRAIN where tasks have
- *     policies.
- * 13. crew_shutdown(CREW_SHUTDOWN_DRAIN) can hang when every live worker
- *     is stuck in a timed-out task and max_overtime allows no more
- *     replacements: a stuck worker whose task returns counts itself back
- *     in only while the pool is running, so during the drain it leaves
- *     without taking the queued work, and no worker is left to run it.
- *     So thread pools where tasks can time out get a max_overtime large
- *     enough to replace every stuck worker.
- * 14. Use after free (ThreadSanitizer saw it): when a running attempt's
- *     deadline passes, the timer thread wins the attempt, then takes
- *     pool->lock and reads the worker that runs it (mark_overtime); if
- *     the attempt returned meanwhile, that worker may have retired and
- *     been freed (reaped by the next spawn) already.  So thread pools
- *     where tasks can time out keep their idle workers (no idle timeout),
- *     which makes a retirement in that window rare (a shrink can still
- *     retire one: sanitizer builds may report it in long runs).
- * 15. crew_task_state() can read RUNNING for good after a task was
- *     reported timed out: if the deadline passes between the worker's
- *     claim of the attempt and its store of RUNNING, the timer reports
- *     the task (FAILED, or QUEUED again for a retry) first, and the
- *     worker's store then overwrites that.  (A retry waiting in that
- *     state cannot be cancelled: crew_task_cancel says CREW_EBUSY.)  So
- *     RUNNING is accepted after CREW_ETIMEDOUT.
- * 16. (Fixed, kept for the record.)  Lost wake-up: a task submitted just
- *     as the last idle worker retired could stay queued with no worker
- *     until the next submit.  The priority probe, which shrinks the pool
- *     to one worker with a minimum of 0 and submits at once, met it under
- *     ThreadSanitizer; retire_locked() now starts a worker for it.
- * 17. An attempt can be given the next attempt's deadline: the worker
- *     reads the task's deadline after it claims the attempt, and if the
- *     deadline passes in between and the timer queues the retry, it
- *     reads the retry's (crew_ctx_deadline() and crew_ctx_timed_out()
- *     then say the late attempt is on time).  Seen once, under
- *     ThreadSanitizer.  So for tasks with a timeout, attempts after the
- *     first are not checked against the earlier ones' deadlines.
+ * Fixed, kept for the record (each check is on again):
+ *  2. crew_stats() sums that exceeded submitted, and a timed-out attempt
+ *     counted as failed and as running (now: not running).  3. a spawn
+ *     into another pool's group counted as rejected.  4. peak_workers
+ *     below workers after a stuck worker came back.  5. crew_sleep read
+ *     the next attempt's deadline.  6. a group's running counted a
+ *     retried member twice.  7. no final pool progress report when the
+ *     last task ended off a worker.  8. a replacement worker above a
+ *     lowered maximum.  9. running stuck at 1 after a shutdown left a
+ *     worker behind.  10. two concurrent shutdowns joined the timer
+ *     twice.  11. stale queue entries counted as queued after a
+ *     shutdown.  12. a second shutdown(NOW) entered the worker-only path
+ *     on the caller's thread (NULL crew__self).  13. a drain hung when
+ *     every worker was stuck and none could be replaced.  14. a
+ *     use-after-free of a retired worker at a deadline.  15.
+ *     crew_task_state() RUNNING for good after CREW_ETIMEDOUT.  17. an
+ *     attempt given the next attempt's deadline.
+ * 16. A task submitted just as the last idle worker retired could stay
+ *     queued with no worker until the next submit.
  */
 static bool known_bugs;
 static bool opt_verbose; /* --verbose: a line per pool */
@@ -1049,9 +969,7 @@ static void pool_on_progress(const crew_progress_t *p, void *user)
 {
     struct pstate *ps = user;
 
-    /* See known_bugs, 2. */
-    if (known_bugs)
-        check_prog(p, "pool on_progress");
+    check_prog(p, "pool on_progress");
     if (tl_prog_uid == ps->uid)
         CHECK(p->done >= tl_prog.done && p->failed >= tl_prog.failed &&
                   p->cancelled >= tl_prog.cancelled,
@@ -1106,10 +1024,7 @@ static void check_stats(struct pstate *ps, const char *op, bool inside)
     crew_stats_t st;
 
     crew_stats(ps->pool, &st);
-    /* See known_bugs, 8. */
-    CHECK(st.workers <= st.max_workers ||
-              (ps->timeouts && !ps->fibers && !known_bugs),
-          op,
+    CHECK(st.workers <= st.max_workers, op,
           "stats: %u workers, max_workers %u (%u overtime, %llu queued, %u "
           "idle, peak %u)",
           st.workers, st.max_workers, st.overtime_workers,
@@ -1141,13 +1056,9 @@ static void check_stats(struct pstate *ps, const char *op, bool inside)
               st.workers, st.overtime_workers, st.max_workers,
               atomic_load(&ps->max_ever), ps->overtime_max);
     }
-    /* See known_bugs, 4. */
-    CHECK(st.peak_workers >= st.workers || ps->fibers ||
-              (ps->timeouts && !known_bugs),
-          op, "stats: peak %u < %u workers", st.peak_workers, st.workers);
-    /* See known_bugs, 2. */
-    if (known_bugs)
-        CHECK(st.completed + st.failed + st.cancelled + st.running <=
+    CHECK(st.peak_workers >= st.workers || ps->fibers, op,
+          "stats: peak %u < %u workers", st.peak_workers, st.workers);
+    CHECK(st.completed + st.failed + st.cancelled + st.running <=
                   st.submitted,
               op,
               "stats: completed %llu + failed %llu + cancelled %llu + "
@@ -1322,11 +1233,7 @@ static void fut_op(struct pstate *ps, struct rng *g, crew_task_t *t,
               "crew_task_wait", "task %llu: returned %d", r->id, rc);
         check_outcome(r, rc, res, take, "crew_task_wait");
         s1 = crew_task_state(t);
-        /* See known_bugs, 15. */
-        CHECK(s1 == state_of_outcome(rc) ||
-                  (rc == CREW_ETIMEDOUT && s1 == CREW_TASK_RUNNING &&
-                   !known_bugs),
-              "crew_task_wait", "task %llu: outcome %d but state %d", r->id, rc,
+        CHECK(s1 == state_of_outcome(rc), "crew_task_wait", "task %llu: outcome %d but state %d", r->id, rc,
               s1);
         break;
     case 1:
@@ -1364,10 +1271,8 @@ static void fut_op(struct pstate *ps, struct rng *g, crew_task_t *t,
         CHECK(s1 >= CREW_TASK_QUEUED && s1 <= CREW_TASK_CANCELED &&
                   s2 >= CREW_TASK_QUEUED && s2 <= CREW_TASK_CANCELED,
               "crew_task_state", "task %llu: state %d, %d", r->id, s1, s2);
-        /* A retried task goes back from running to queued; see
-         * known_bugs, 15, for one that timed out. */
+        /* A retried task goes back from running to queued. */
         CHECK(s1 == s2 || s1 == CREW_TASK_QUEUED ||
-                  (s2 == CREW_TASK_RUNNING && r->tmo > 0 && !known_bugs) ||
                   (s1 == CREW_TASK_RUNNING && s2 != CREW_TASK_QUEUED &&
                    (s2 != CREW_TASK_CANCELED || r->retries > 0)) ||
                   (s1 == CREW_TASK_RUNNING && r->retries > 0),
@@ -1491,9 +1396,6 @@ static int body_sleep(struct body *b, struct rng *g, unsigned us)
     pin_check(&pin, b, true, "crew_sleep");
     switch (rc) {
     case 0:
-        /* See known_bugs, 5. */
-        if (!known_bugs && b->r->retries > 0 && b->d != 0 && t1 >= b->d)
-            break;
         CHECK(t1 - t0 >= (int64_t)us * US, "crew_sleep",
               "task %llu: slept %lld ns of %u us (%s, deadline %+lld ns)",
               b->r->id, (long long)(t1 - t0), us,
@@ -1576,9 +1478,6 @@ static void attempt_begin(struct body *b)
         return;
     }
     atomic_store(&r->max_att, (int)k);
-    /* See known_bugs, 17: an earlier attempt's deadline may be wrong. */
-    if (k > 1 && r->tmo > 0 && !known_bugs)
-        return;
     for (unsigned j = 1; j < k; j++)
         CHECK(!atomic_load(&r->att[j].saw_cancel), "task",
               "task %llu: attempt %u ran after attempt %u saw the task "
@@ -2292,9 +2191,6 @@ static struct rec *new_rec(struct pstate *ps, struct rng *g, int depth,
             r->succeed_at = 1 + rbelow(g, r->retries + 2);
         }
     }
-    /* See known_bugs, 6. */
-    if (r->retries > 0 && gp != NULL && !known_bugs)
-        r->opt_timeout = -1;
     if (spawn && rchance(g, 30))
         r->prio = (int)rbelow(g, 7) - 3;
     r->tmo = r->opt_timeout > 0   ? r->opt_timeout
@@ -2657,9 +2553,7 @@ static void check_quiet(struct pstate *ps, const char *op, bool stopped)
      */
     for (int i = 0; i < 2000; i++) {
         crew_stats(ps->pool, &st);
-        /* After a shutdown, running may never drop: known_bugs, 9. */
-        if ((st.queued == 0 || stopped) &&
-            (st.running == 0 || (stopped && ps->timeouts && !known_bugs)))
+        if ((st.queued == 0 || stopped) && st.running == 0)
             break;
         if (opt_verbose && i % 500 == 499)
             printf("stress: %s: after %d ms, queued %llu running %llu "
@@ -2667,11 +2561,6 @@ static void check_quiet(struct pstate *ps, const char *op, bool stopped)
                    op, i + 1, (unsigned long long)st.queued,
                    (unsigned long long)st.running, st.workers, st.idle_workers);
         sleep_us(1000);
-    }
-    /* See known_bugs, 9 and 11: running and queued after a shutdown. */
-    if (stopped && ps->timeouts && !known_bugs) {
-        st.running = 0;
-        st.queued = 0;
     }
     CHECK(st.submitted == st.completed + st.failed + st.cancelled, op,
           "submitted %llu != completed %llu + failed %llu + cancelled %llu",
@@ -2766,11 +2655,7 @@ static void do_shutdown(struct pstate *ps, int how, const char *op)
           "after shutdown: submitted %llu != %llu + %llu + %llu",
           (unsigned long long)st.submitted, (unsigned long long)st.completed,
           (unsigned long long)st.failed, (unsigned long long)st.cancelled);
-    /* See known_bugs, 9 and 11. */
-    CHECK((st.queued == 0 || (ps->timeouts && !known_bugs)) &&
-              st.workers == 0 &&
-              (st.running == 0 || atomic_load(&ps->executing) > 0 ||
-               (ps->timeouts && !known_bugs)),
+    CHECK(st.queued == 0 && st.workers == 0 && st.running == 0,
           op, "after shutdown: queued %llu running %llu workers %u",
           (unsigned long long)st.queued, (unsigned long long)st.running,
           st.workers);
@@ -2984,8 +2869,7 @@ static void op_invalid(struct hthread *h)
                    (rc == CREW_ESHUTDOWN && eventually(&ps->shut_started))) &&
                       t == NULL,
                   "crew_spawn(group of another pool)", "returned %d", rc);
-            /* See known_bugs, 3: it counts as rejected. */
-            if (rc == CREW_ESHUTDOWN || !known_bugs)
+            if (rc == CREW_ESHUTDOWN)
                 atomic_fetch_add(&ps->rejected_seen, 1);
             crew_stats(other, &st);
             CHECK(st.submitted == 0, "crew_spawn(group of another pool)",
@@ -3499,12 +3383,6 @@ static void run_pool(unsigned long long seed, int idx, struct rng *sg)
     ps->bounded = ps->opts.queue_capacity != 0;
     ps->policies = rchance(sg, 60);
     ps->timeouts = ps->opts.task_timeout_ns > 0 || ps->policies;
-    /* See known_bugs, 13 and 14: room to replace every stuck worker, and
-     * no worker retired for idleness. */
-    if (ps->timeouts && !ps->fibers && !known_bugs) {
-        ps->opts.max_overtime = 64;
-        ps->opts.idle_timeout_ns = -1;
-    }
     /* A small stack holds no chains of tasks waiting for tasks (see the
      * README's limitations); they get their own checks elsewhere. */
     if (ps->fibers)
@@ -3602,8 +3480,7 @@ static void run_pool(unsigned long long seed, int idx, struct rng *sg)
         hs[who].shut_round = rounds - 1;
         hs[who].shut_op = (int)rbelow(sg, (unsigned)ops);
         hs[who].shut_how = how;
-        /* See known_bugs, 10. */
-        if (nthreads > 1 && rchance(sg, 30) && (!ps->timeouts || known_bugs)) {
+        if (nthreads > 1 && rchance(sg, 30)) {
             /* A second, concurrent shutdown, either way. */
             who = (who + 1) % nthreads;
             hs[who].shut_round = rounds - 1;
@@ -3626,23 +3503,11 @@ static void run_pool(unsigned long long seed, int idx, struct rng *sg)
     /* Every harness thread is done.  Quiesce and check the totals. */
     if (how == HOW_NONE) {
         quiesce(ps, "final crew_wait");
-        /* The last task ends on a worker, so there is a "nothing left"
-         * progress report with the final counts (see known_bugs, 7). */
-        if (ps->opts.on_progress != NULL) {
-            struct rec *r = probe_rec(ps, sg, 3, 0);
-
-            rc = submit_rec(ps, sg, r, K_SPAWN, NULL, "last task");
-            CHECK(rc == 0, "last task", "crew_spawn returned %d", rc);
-            quiesce(ps, "final crew_wait");
-        }
         check_quiet(ps, "final crew_wait", false);
     } else {
         wait_bodies(ps, "after shutdown");
         check_quiet(ps, "after shutdown", true);
-        /* See known_bugs, 12. */
         again = (int)rbelow(sg, 2);
-        if (ps->timeouts && !known_bugs)
-            again = CREW_SHUTDOWN_DRAIN;
         rc = crew_shutdown(ps->pool, again);
         CHECK(rc == 0, "crew_shutdown again", "returned %d", rc);
         rc = submit_rec(ps, sg, new_rec(ps, sg, 0, false, false, NULL),
@@ -3697,8 +3562,7 @@ static void run_pool(unsigned long long seed, int idx, struct rng *sg)
             atomic_fetch_add(&tot_retries, st.retries);
             atomic_fetch_add(&tot_timed_out, st.timed_out);
             /* The pool's reports: every one is done now. */
-            if (ps->opts.on_progress != NULL &&
-                (how == HOW_NONE || known_bugs)) {
+            if (ps->opts.on_progress != NULL) {
                 struct prog fin;
 
                 fin.done = st.completed;
