@@ -113,6 +113,9 @@ START_TEST(found__no_stale_queued_after_shutdown)
         ck_assert_int_eq(crew_shutdown(pool, CREW_SHUTDOWN_NOW), 0);
         ck_assert_int_eq(crew_shutdown(pool, CREW_SHUTDOWN_DRAIN), 0);
         t_gate_open(&gate);
+        /* The workers left behind are out of the gate before it goes. */
+        T_EVENTUALLY(ok, t_stats(pool).overtime_workers == 0, T_LONG);
+        ck_assert(ok);
         ck_assert_int_eq(crew_free(pool), 0);
         t_gate_destroy(&gate);
     }
@@ -166,6 +169,9 @@ START_TEST(found__drain_with_every_worker_stuck)
     for (int i = 0; i < 2; i++)
         crew_task_release(stuck[i]);
     crew_task_release(last);
+    /* A worker left behind is out of the gate before it goes. */
+    T_EVENTUALLY(ok, t_stats(pool).overtime_workers == 0, T_LONG);
+    ck_assert(ok);
     ck_assert_int_eq(crew_free(pool), 0);
     t_gate_destroy(&gate);
 }
