@@ -280,9 +280,10 @@ typedef struct crew_stats {
     uint64_t running;         /* running now, not counting an attempt
                                  that timed out and has not returned
                                  (its task counts as failed, or queued
-                                 for a retry); in fiber mode also tasks
-                                 waiting on a future, group or event,
-                                 which max_workers does not bound */
+                                 for a retry); also tasks waiting on a
+                                 future, group or event (in thread mode
+                                 blocked there for over 2 ms), which
+                                 max_workers does not bound */
     unsigned workers;         /* live worker threads (fiber mode: tasks
                                  holding a place in the budget, which a
                                  fiber gives back just after its task is
@@ -369,8 +370,11 @@ CREW_API int crew_spawn(crew_t *pool, crew_fn fn, void *arg,
  * to free_result when the future is released.  Called from a worker of the
  * task's own pool, the worker runs other queued tasks of that pool while it
  * waits, so that tasks waiting for tasks cannot starve the pool; those run
- * on the waiting task's stack.  CREW_EINVAL for NULL, CREW_EDEADLK when a
- * task waits for its own future.
+ * on the waiting task's stack.  A task (thread mode) still blocked here
+ * after 2 ms stops counting against max_workers until the wait ends, so
+ * that another worker can run what it waits for (a task queued later,
+ * after a delay or a backoff); then it waits for a place to be free again.
+ * CREW_EINVAL for NULL, CREW_EDEADLK when a task waits for its own future.
  */
 CREW_API int crew_task_wait(crew_task_t *task, void **result);
 
@@ -398,7 +402,8 @@ CREW_API int crew_task_state(const crew_task_t *task);
  * completes with CREW_ECANCELED and its error callback fires on this
  * thread.  Returns 0 if this call cancelled it, CREW_EBUSY if it is running
  * or finished already.  A running task is not interrupted; it sees the
- * request through crew_ctx_cancelled().
+ * request through crew_ctx_cancelled(), and it is not retried after the
+ * attempt that runs (it ends with that attempt's outcome).
  */
 CREW_API int crew_task_cancel(crew_task_t *task);
 
@@ -497,7 +502,8 @@ CREW_API int crew_group_create(crew_t *pool, const crew_group_opts_t *opts,
  * waiting) has finished, callbacks included, while the pool and other
  * groups go on.  Returns the group's first error (see crew_group_error()),
  * 0 if none.  From a worker of the group's pool, the worker runs queued
- * tasks while it waits.  CREW_EINVAL for NULL.
+ * tasks while it waits, and gives up its place in max_workers while it is
+ * blocked, as crew_task_wait() does.  CREW_EINVAL for NULL.
  */
 CREW_API int crew_group_wait(crew_group_t *group);
 
@@ -596,7 +602,8 @@ CREW_API bool crew_event_is_set(crew_event_t *event);
  * Wait until the event is set.  Returns 0 once it is.  Inside a task the
  * wait ends early, as crew_sleep() does: CREW_ECANCELED when the task is
  * cancelled or the pool shuts down NOW, CREW_ETIMEDOUT when the attempt's
- * deadline passes.  CREW_EINVAL for NULL.
+ * deadline passes.  A task blocked here gives up its place in max_workers
+ * as in crew_task_wait().  CREW_EINVAL for NULL.
  */
 CREW_API int crew_event_wait(crew_event_t *event);
 

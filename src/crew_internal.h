@@ -236,6 +236,9 @@ struct crew__worker {
     _Atomic int64_t s_completed;
     _Atomic int64_t s_failed;
     _Atomic int64_t s_submitted; /* by its tasks, into their own pool */
+    bool lent;                 /* under pool->lock: blocked in a wait
+                                  inside a task, its place lent (see
+                                  crew__lend), not counted in live */
     bool detached;             /* under pool->lock: left behind by
                                   shutdown; frees itself */
     struct crew__deque *deq;   /* its own deque, or NULL (deque.c) */
@@ -338,6 +341,9 @@ struct crew {
     unsigned joiners;          /* threads inside crew_shutdown() */
     unsigned exited;           /* workers on the list waiting for a join */
     unsigned overtime;         /* workers stuck in timed-out tasks */
+    unsigned lent;             /* workers whose place is lent (waits) */
+    _Atomic unsigned reclaiming; /* written under lock: lenders waiting
+                                  to take their place back */
     _Atomic unsigned refs;     /* the user's, and one per detached worker */
 
     /* The priority heap (priority.c). */
@@ -561,6 +567,20 @@ struct crew__rec *crew__take(crew_t *pool);
 bool crew__idle(crew_t *pool, int64_t until_ns, bool stay,
                 struct crew__fiber *_Atomic *inbox);
 int crew__spawn_locked(crew_t *pool);
+
+/*
+ * A wait inside a task (thread mode) that blocks for long lends the
+ * worker's place (worker.c).  Lives on the waiter's stack.
+ */
+struct crew__lend {
+    crew_t *pool;              /* the worker's pool; NULL: never lends */
+    int64_t at;                /* when to lend, if still waiting */
+    bool lent;
+};
+void crew__lend_init(struct crew__lend *l);
+bool crew__lend_due(struct crew__lend *l, int64_t *until);
+void crew__lend(struct crew__lend *l);
+void crew__reclaim(struct crew__lend *l);
 void crew__reap_locked(crew_t *pool);
 void crew__stat_fold_locked(crew_t *pool, struct crew__worker *w);
 void crew__publish_idle_locked(crew_t *pool);

@@ -106,7 +106,8 @@ bool crew_event_is_set(crew_event_t *event)
  * Wait with event->mu held until set, `until` (0: none), or an early end
  * (see crew__wait_interrupted).  Returns 0 if set, else why not.
  */
-static int wait_locked(crew_event_t *ev, int64_t until, bool fiber)
+static int wait_locked(crew_event_t *ev, int64_t until, bool fiber,
+                       struct crew__lend *lend)
 {
     int64_t deadline, end;
     int rc;
@@ -130,6 +131,14 @@ static int wait_locked(crew_event_t *ev, int64_t until, bool fiber)
                 if (end == 0 || slice < end)
                     end = slice;
             }
+            if (crew__lend_due(lend, &end)) {
+                /* Blocked for long inside a task: lend the worker's
+                 * place (worker.c), without this lock held. */
+                pthread_mutex_unlock(&ev->mu);
+                crew__lend(lend);
+                pthread_mutex_lock(&ev->mu);
+                continue;
+            }
             ev->waiters++;
             if (end == 0) {
                 pthread_cond_wait(&ev->cv, &ev->mu);
@@ -148,6 +157,7 @@ static int event_wait(crew_event_t *ev, int64_t timeout_ns)
 {
     int64_t until = timeout_ns >= 0 ? crew__after_ns(timeout_ns) : 0;
     bool fiber = crew__in_fiber();
+    struct crew__lend lend;
     int rc;
 
     if (ev == NULL)
@@ -159,9 +169,11 @@ static int event_wait(crew_event_t *ev, int64_t timeout_ns)
         crew__fiber_wait_begin();
         crew__fiber_cancelable(true);
     }
+    crew__lend_init(&lend);
     pthread_mutex_lock(&ev->mu);
-    rc = wait_locked(ev, until, fiber);
+    rc = wait_locked(ev, until, fiber, &lend);
     pthread_mutex_unlock(&ev->mu);
+    crew__reclaim(&lend);
     if (fiber) {
         crew__fiber_cancelable(false);
         crew__fiber_wait_end();

@@ -287,12 +287,17 @@ static bool group_idle(crew_group_t *g)
 static int wait_common(crew_group_t *g, int64_t timeout_ns)
 {
     struct timespec deadline;
+    struct crew__lend lend;
+    int64_t until_ns = 0;
     int rc = 0;
 
     if (g == NULL)
         return CREW_EINVAL;
-    if (timeout_ns >= 0)
+    if (timeout_ns >= 0) {
         crew__deadline(&deadline, timeout_ns);
+        until_ns = (int64_t)deadline.tv_sec * 1000000000 +
+                   deadline.tv_nsec;
+    }
     /* On a fiber, park until the group is idle (or the timeout); other
      * fibers run meanwhile.  A worker of the group's pool helps. */
     if (crew__in_fiber()) {
@@ -314,18 +319,34 @@ static int wait_common(crew_group_t *g, int64_t timeout_ns)
                 break;
         }
     }
+    crew__lend_init(&lend);
     pthread_mutex_lock(&g->mu);
     while ((g->unfinished > 0 || g->reporting > 0) && rc == 0) {
-        if (timeout_ns < 0)
+        int64_t end = until_ns;
+        struct timespec ts;
+
+        if (crew__lend_due(&lend, &end)) {
+            /* As in crew_task_wait: lend the worker's place, without
+             * this lock held. */
+            pthread_mutex_unlock(&g->mu);
+            crew__lend(&lend);
+            pthread_mutex_lock(&g->mu);
+            continue;
+        }
+        if (end == 0) {
             pthread_cond_wait(&g->cv, &g->mu);
-        else if (pthread_cond_timedwait(&g->cv, &g->mu, &deadline) ==
-                     ETIMEDOUT &&
-                 (g->unfinished > 0 || g->reporting > 0))
+            continue;
+        }
+        ts.tv_sec = (time_t)(end / 1000000000);
+        ts.tv_nsec = (long)(end % 1000000000);
+        if (pthread_cond_timedwait(&g->cv, &g->mu, &ts) == ETIMEDOUT &&
+            end == until_ns && (g->unfinished > 0 || g->reporting > 0))
             rc = CREW_ETIMEDOUT;
     }
     if (rc == 0)
         rc = g->first_err;
     pthread_mutex_unlock(&g->mu);
+    crew__reclaim(&lend);
     return rc;
 }
 

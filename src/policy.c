@@ -485,7 +485,14 @@ static void mark_overtime(crew_t *pool, struct crew_task *f)
     if (w != NULL && w->current == f && !w->overtime && !pool->opts.fibers) {
         w->overtime = true;
         pool->overtime++;
-        atomic_fetch_sub_explicit(&pool->live, 1, memory_order_relaxed);
+        if (w->lent) {
+            /* Out of the live count already, waiting inside the task: it
+             * is overtime now, and comes back as such (crew__reclaim). */
+            w->lent = false;
+            pool->lent--;
+        } else {
+            atomic_fetch_sub_explicit(&pool->live, 1, memory_order_relaxed);
+        }
         if (atomic_load_explicit(&pool->live, memory_order_relaxed) <=
             atomic_load_explicit(&pool->max_target, memory_order_relaxed))
             pool->max_shown = atomic_load_explicit(&pool->max_target,

@@ -1051,21 +1051,43 @@ static int outcome_locked(crew_task_t *t, void **result)
 static int block_on(crew_task_t *t, const struct timespec *deadline,
                     void **result)
 {
+    struct crew__lend lend;
+    int64_t until = deadline != NULL ? (int64_t)deadline->tv_sec *
+                                               1000000000 +
+                                           deadline->tv_nsec
+                                     : 0;
     int rc = 0;
 
+    crew__lend_init(&lend);
     pthread_mutex_lock(&t->mu);
     t->waiters++;
     while (!t->done && rc == 0) {
-        if (deadline == NULL)
+        int64_t end = until;
+        struct timespec ts;
+
+        if (crew__lend_due(&lend, &end)) {
+            /* Blocked for long inside a task: lend the worker's place
+             * (worker.c), without this leaf lock held. */
+            pthread_mutex_unlock(&t->mu);
+            crew__lend(&lend);
+            pthread_mutex_lock(&t->mu);
+            continue;
+        }
+        if (end == 0) {
             pthread_cond_wait(&t->cv, &t->mu);
-        else if (pthread_cond_timedwait(&t->cv, &t->mu,
-                                        deadline) == ETIMEDOUT)
+            continue;
+        }
+        ts.tv_sec = (time_t)(end / 1000000000);
+        ts.tv_nsec = (long)(end % 1000000000);
+        if (pthread_cond_timedwait(&t->cv, &t->mu, &ts) == ETIMEDOUT &&
+            end == until)
             rc = t->done ? 0 : CREW_ETIMEDOUT;
     }
     t->waiters--;
     if (rc == 0)
         rc = outcome_locked(t, result);
     pthread_mutex_unlock(&t->mu);
+    crew__reclaim(&lend);
     return rc;
 }
 

@@ -265,6 +265,22 @@ static void retire_locked(crew_t *pool, bool had_token)
  * scheduler's list of fibers woken from other threads (NULL in thread
  * mode), and a fiber there ends the sleep.
  */
+/*
+ * Should a worker between tasks (live workers: `live`) leave rather than
+ * take more work?  When the pool is above its maximum (a shrink), and
+ * when a lender waits to take its place back and no place is free.
+ * Relaxed: a peek outside the lock says only whether to look under it.
+ */
+static bool place_wanted(crew_t *pool, unsigned live)
+{
+    unsigned max = atomic_load_explicit(&pool->max_target,
+                                        memory_order_relaxed);
+
+    return live > max ||
+           (live == max && atomic_load_explicit(&pool->reclaiming,
+                                                memory_order_relaxed) > 0);
+}
+
 bool crew__idle(crew_t *pool, int64_t until_ns, bool stay,
                 struct crew__fiber *_Atomic *inbox)
 {
@@ -302,9 +318,9 @@ bool crew__idle(crew_t *pool, int64_t until_ns, bool stay,
             return true;
         }
 
-        /* Shrunk below us: retire even if work waits (others remain). */
-        if (!stay && live > atomic_load_explicit(&pool->max_target,
-                                                 memory_order_relaxed))
+        /* Shrunk below us, or a lender wants its place back and none is
+         * free: retire even if work waits (others remain). */
+        if (!stay && place_wanted(pool, live))
             break;
         /* seq_cst: the load half of the hand-off (see the top). */
         if (atomic_load_explicit(&pool->queued, memory_order_seq_cst) > 0 &&
@@ -479,17 +495,19 @@ static void *worker_main(void *p)
     if (pool->opts.fibers)
         crew__sched_loop(pool, w);
     for (; !pool->opts.fibers;) {
+        bool wanted;
+
         /* Under the lock, it was set: stuck in a timed-out task, this
          * worker was replaced and no room was left when it came back. */
         if (w->overtime)
             break;
         /* Relaxed peek; idle() re-checks under the lock before retiring. */
-        if (atomic_load_explicit(&pool->live, memory_order_relaxed) <=
-                atomic_load_explicit(&pool->max_target,
-                                     memory_order_relaxed) &&
-            crew__try_run_one(pool, w->id))
+        wanted = place_wanted(pool, atomic_load_explicit(
+                                        &pool->live, memory_order_relaxed));
+        if (!wanted && crew__try_run_one(pool, w->id))
             continue;
-        if (atomic_load_explicit(&pool->state, memory_order_relaxed) ==
+        if (!wanted &&
+            atomic_load_explicit(&pool->state, memory_order_relaxed) ==
                 CREW__RUNNING_STATE &&
             spin_for_work(pool))
             continue;
@@ -563,7 +581,9 @@ int crew__spawn_locked(crew_t *pool)
                                         memory_order_relaxed);
 
     /* Never above the maximum in force (a replacement for a stuck worker
-     * during a shrink waits for the shrink to finish). */
+     * during a shrink waits for the shrink to finish), counting places
+     * that lenders are waiting to take back (see crew__reclaim). */
+    live += atomic_load_explicit(&pool->reclaiming, memory_order_relaxed);
     if (live >= max || live + pool->overtime >= max + pool->opts.max_overtime)
         return CREW_EAGAIN;
     crew__reap_locked(pool);
@@ -630,7 +650,7 @@ int crew__wake_for_work(crew_t *pool)
          * workers may come back (they rejoin when they return). */
         if (crew__spawn_locked(pool) != 0 &&
             atomic_load_explicit(&pool->live, memory_order_relaxed) == 0 &&
-            pool->overtime == 0)
+            pool->overtime == 0 && pool->lent == 0)
             rc = CREW_ETHREAD;
     }
     pthread_mutex_unlock(&pool->lock);
@@ -642,4 +662,113 @@ int crew__wake_for_work(crew_t *pool)
     if (signal)
         pthread_cond_signal(&pool->work_cv);
     return rc;
+}
+
+/* --- Waits inside tasks (thread mode) -------------------------------- */
+
+/*
+ * A task that waits (crew_task_wait, crew_group_wait, crew_event_wait) for
+ * work of its own pool may wait for tasks that are not even queued yet (a
+ * delay, a backoff) or that its worker could not help with; on a small
+ * pool nothing would be left to run them.  So a worker that has blocked in
+ * such a wait for LEND_AFTER_NS lends its place: it leaves the live count
+ * and a worker starts for queued work no sleeper takes.  When the wait
+ * ends it takes its place back, waiting if need be until a worker between
+ * tasks gives one up (place_wanted), so that max_workers still bounds the
+ * workers that run.  The delay keeps short waits (fork-join, where the
+ * awaited task is usually running already) from starting threads.
+ */
+#define LEND_AFTER_NS (2LL * 1000 * 1000)
+
+void crew__lend_init(struct crew__lend *l)
+{
+    struct crew__worker *w = crew__self;
+
+    l->pool = NULL;
+    l->lent = false;
+    if (w != NULL && !w->pool->opts.fibers && !crew__in_fiber()) {
+        l->pool = w->pool;
+        l->at = crew__after_ns(LEND_AFTER_NS);
+    }
+}
+
+/* Is it time to lend?  If not yet, lowers *until (0: none) to that time,
+ * for the caller's timed wait. */
+bool crew__lend_due(struct crew__lend *l, int64_t *until)
+{
+    if (l->pool == NULL || l->lent)
+        return false;
+    if (crew__now_ns() >= l->at)
+        return true;
+    if (*until == 0 || l->at < *until)
+        *until = l->at;
+    return false;
+}
+
+/* Lend the place (once per wait).  Call with no crew lock held. */
+void crew__lend(struct crew__lend *l)
+{
+    crew_t *pool = l->pool;
+    struct crew__worker *w = crew__self;
+
+    l->lent = true;
+    pthread_mutex_lock(&pool->lock);
+    if (w->overtime || w->lent ||
+        atomic_load_explicit(&pool->state, memory_order_relaxed) ==
+            CREW__STOPPED) {
+        l->pool = NULL;         /* not counted now: nothing to take back */
+        pthread_mutex_unlock(&pool->lock);
+        return;
+    }
+    w->lent = true;
+    pool->lent++;
+    /* seq_cst, with the load of queued: as in retire_locked(), a task
+     * submitted meanwhile is either seen here or sees us gone. */
+    atomic_fetch_sub_explicit(&pool->live, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&pool->queued, memory_order_seq_cst) >
+        pool->sleepers - pool->tokens)
+        (void)crew__spawn_locked(pool);
+    update_shown_locked(pool);
+    /* crew_resize() waits for live to drop. */
+    pthread_cond_broadcast(&pool->done_cv);
+    pthread_mutex_unlock(&pool->lock);
+}
+
+/*
+ * The wait is over: take the place back, when there is one.  A worker
+ * whose attempt timed out meanwhile is overtime instead (mark_overtime)
+ * and comes back as such (see leave() in policy.c).
+ */
+void crew__reclaim(struct crew__lend *l)
+{
+    crew_t *pool = l->pool;
+    struct crew__worker *w = crew__self;
+    unsigned live;
+
+    if (pool == NULL || !l->lent)
+        return;
+    pthread_mutex_lock(&pool->lock);
+    while (w->lent &&
+           atomic_load_explicit(&pool->live, memory_order_relaxed) >=
+               atomic_load_explicit(&pool->max_target,
+                                    memory_order_relaxed) &&
+           atomic_load_explicit(&pool->state, memory_order_relaxed) !=
+               CREW__STOPPED) {
+        /* Relaxed: written under the lock; workers peek at it. */
+        atomic_fetch_add_explicit(&pool->reclaiming, 1,
+                                  memory_order_relaxed);
+        pthread_cond_broadcast(&pool->work_cv);    /* a sleeper gives */
+        pthread_cond_wait(&pool->done_cv, &pool->lock);
+        atomic_fetch_sub_explicit(&pool->reclaiming, 1,
+                                  memory_order_relaxed);
+    }
+    if (w->lent) {
+        w->lent = false;
+        pool->lent--;
+        live = atomic_fetch_add_explicit(&pool->live, 1,
+                                         memory_order_relaxed) + 1;
+        if (live > pool->peak)
+            pool->peak = live;
+    }
+    pthread_mutex_unlock(&pool->lock);
 }

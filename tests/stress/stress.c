@@ -1058,14 +1058,13 @@ static void check_stats(struct pstate *ps, const char *op, bool inside)
     }
     CHECK(st.peak_workers >= st.workers || ps->fibers, op,
           "stats: peak %u < %u workers", st.peak_workers, st.workers);
-    CHECK(st.completed + st.failed + st.cancelled + st.running <=
-                  st.submitted,
-              op,
-              "stats: completed %llu + failed %llu + cancelled %llu + "
-              "running %llu > submitted %llu",
-              (unsigned long long)st.completed, (unsigned long long)st.failed,
-              (unsigned long long)st.cancelled, (unsigned long long)st.running,
-              (unsigned long long)st.submitted);
+    CHECK(st.completed + st.failed + st.cancelled + st.running <= st.submitted,
+          op,
+          "stats: completed %llu + failed %llu + cancelled %llu + "
+          "running %llu > submitted %llu",
+          (unsigned long long)st.completed, (unsigned long long)st.failed,
+          (unsigned long long)st.cancelled, (unsigned long long)st.running,
+          (unsigned long long)st.submitted);
     if (inside)
         CHECK(st.running >= 1 && st.workers >= 1, op,
               "stats from inside a task: running %llu, workers %u",
@@ -1233,8 +1232,8 @@ static void fut_op(struct pstate *ps, struct rng *g, crew_task_t *t,
               "crew_task_wait", "task %llu: returned %d", r->id, rc);
         check_outcome(r, rc, res, take, "crew_task_wait");
         s1 = crew_task_state(t);
-        CHECK(s1 == state_of_outcome(rc), "crew_task_wait", "task %llu: outcome %d but state %d", r->id, rc,
-              s1);
+        CHECK(s1 == state_of_outcome(rc), "crew_task_wait",
+              "task %llu: outcome %d but state %d", r->id, rc, s1);
         break;
     case 1:
         to = rchance(g, 40) ? 0 : (int64_t)rbelow(g, 200000);
@@ -2068,7 +2067,7 @@ static void grp_progress(struct grp *gp, struct prog *last, const char *op)
  * A task's children: spawned (with a future, or none) or submitted,
  * alone or into a group of the task's own, which it may cancel, then
  * waits for and gives back.  The waits block only where they may: a
- * small stack holds no chains of waits, and see known_bugs.
+ * small stack holds no chains of waits.
  */
 static void body_children(struct body *b, struct rng *g)
 {
@@ -2114,8 +2113,7 @@ static void body_children(struct body *b, struct rng *g)
         tl_inline_waited = false;
         body_enter(b, "crew_group_cancel in a task");
     }
-    /* See known_bugs, 1. */
-    if (ps->allow_wait && (ps->fibers || known_bugs) && rchance(g, 70)) {
+    if (ps->allow_wait && rchance(g, 70)) {
         int rc = grp_wait(gp, -1, b, "crew_group_wait in a task");
 
         (void)rc;
@@ -2133,8 +2131,6 @@ static struct rec *new_rec(struct pstate *ps, struct rng *g, int depth,
                            bool future, bool spawn, struct grp *gp)
 {
     struct rec *r = xcalloc(1, sizeof(*r));
-    /* See known_bugs, 1: a task may wait for its children. */
-    bool waitable = depth == 0 || !spawn || ps->fibers || known_bugs;
     unsigned x;
 
     r->ps = ps;
@@ -2169,14 +2165,14 @@ static struct rec *new_rec(struct pstate *ps, struct rng *g, int depth,
             r->eff_free = CB_TASK;
     }
     if (spawn && ps->policies) {
-        if (waitable && rchance(g, 15))
+        if (rchance(g, 15))
             r->delay_ns = (int64_t)(50 + rbelow(g, 3000)) * US;
         x = rbelow(g, 100);
-        if (x < 15 && waitable)
+        if (x < 15)
             r->opt_timeout = (int64_t)(1 + rbelow(g, 12)) * MS;
         else if (x < 20)
             r->opt_timeout = -1;
-        if (waitable && rchance(g, 20)) {
+        if (rchance(g, 20)) {
             static const int64_t bases[] = { 0, 10 * US, 200 * US, 1 * MS };
 
             r->retries = 1 + rbelow(g, MAX_RETRIES);
@@ -2655,8 +2651,8 @@ static void do_shutdown(struct pstate *ps, int how, const char *op)
           "after shutdown: submitted %llu != %llu + %llu + %llu",
           (unsigned long long)st.submitted, (unsigned long long)st.completed,
           (unsigned long long)st.failed, (unsigned long long)st.cancelled);
-    CHECK(st.queued == 0 && st.workers == 0 && st.running == 0,
-          op, "after shutdown: queued %llu running %llu workers %u",
+    CHECK(st.queued == 0 && st.workers == 0 && st.running == 0, op,
+          "after shutdown: queued %llu running %llu workers %u",
           (unsigned long long)st.queued, (unsigned long long)st.running,
           st.workers);
     check_stats(ps, op, false);
@@ -3387,9 +3383,8 @@ static void run_pool(unsigned long long seed, int idx, struct rng *sg)
      * README's limitations); they get their own checks elsewhere. */
     if (ps->fibers)
         ps->allow_wait = ps->opts.fiber_stack_size != 0 && rchance(sg, 80);
-    else /* see known_bugs, 1 */
-        ps->allow_wait = ps->opts.stack_size == 0 && rchance(sg, 80) &&
-                         (ps->opts.task_timeout_ns == 0 || known_bugs);
+    else
+        ps->allow_wait = ps->opts.stack_size == 0 && rchance(sg, 80);
     snprintf(cur_pool_desc, sizeof(cur_pool_desc),
              "%s, workers %u..%u, threads %u, queue %zu, task timeout %lld, "
              "max_overtime %u, aging %lld, progress %s, lock %d, "
