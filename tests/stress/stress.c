@@ -127,22 +127,15 @@ static int opt_threads = 4;
 static double opt_deadline = 120;
 /*
  * Library bugs found by this harness and not fixed yet (see the report
- * of issue 6).  Without --known-bugs the harness steers clear of each as
- * said below; with it, it expects what the header documents, and fails
- * until they are fixed.  Remove an entry and its uses once fixed:
- *  1. In thread mode a task that waits (crew_task_wait, crew_group_wait)
- *     for its children can block its worker for good, on a small pool:
- *     the wait runs the awaited task itself only if it is a plain future
- *     (not a group's members, not a task with a policy), and otherwise
- *     helps with queued tasks only while the queue has work and only
- *     eight waits deep; then it sleeps.  A child that waits out a delay
- *     or a backoff is queued after the helping stopped; a queued child
- *     with a timeout, or a queued member of the group, is left behind
- *     when the helping goes eight deep (tasks helped wait in turn).
- *     Nothing is left to run them.  So in thread mode children spawned
- *     in tasks get no policies, tasks do not wait for them where the
- *     pool has a default timeout, and group waits in tasks are timed.
+ * of issue 6): none now.  Without --known-bugs the harness steers clear
+ * of each one listed here as its entry says; with it, it expects what the
+ * header documents, and fails until they are fixed.  Remove an entry and
+ * its uses once fixed.
  * Fixed, kept for the record (each check is on again):
+ *  1. In thread mode a task that waited for its children (a child queued
+ *     after its delay or backoff, a group member left behind past the
+ *     helping depth) could block the only worker for good; waits now
+ *     lend the worker's place (worker.c).
  *  2. crew_stats() sums that exceeded submitted, and a timed-out attempt
  *     counted as failed and as running (now: not running).  3. a spawn
  *     into another pool's group counted as rejected.  4. peak_workers
