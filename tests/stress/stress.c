@@ -178,6 +178,16 @@ static _Thread_local bool tl_harness;
  * to no other fiber, so the task it runs inline is the first to read it.
  */
 static _Thread_local bool tl_inline_waited;
+/*
+ * Counts waits by task bodies on this thread.  A task run inline on a
+ * fiber (a submit into a full queue, a cancel's callback) may wait, and
+ * then the fiber takes its place in the budget back even above it; the
+ * body it ran inside is then no longer "fresh" either.  A body compares
+ * the count across each call it leaves for (body_leave, body_enter): a
+ * change means such a wait may have happened (or another fiber's, while
+ * this one was parked: the check then only gets weaker).
+ */
+static _Thread_local unsigned long tl_wait_epoch;
 /* Its address names this thread in the records. */
 static _Thread_local char tl_token;
 
@@ -471,9 +481,10 @@ struct hthread {
 struct body {
     struct rec *r;
     crew_ctx_t *ctx;
-    unsigned k;  /* its attempt */
-    int64_t d;   /* its deadline, 0: none */
-    bool waited; /* it has waited for a future or a group */
+    unsigned k;          /* its attempt */
+    int64_t d;           /* its deadline, 0: none */
+    bool waited;         /* it has waited for a future or a group */
+    unsigned long epoch; /* tl_wait_epoch when it last left */
 };
 
 /* What the watchdog prints about each harness thread. */
@@ -1081,6 +1092,11 @@ static void body_enter(struct body *b, const char *op)
     struct pstate *ps = b->r->ps;
     int a = atomic_fetch_add(&ps->active, 1) + 1;
 
+    /* A task run inline on this fiber meanwhile may have waited (see
+     * tl_wait_epoch). */
+    if (tl_wait_epoch != b->epoch)
+        b->waited = true;
+
     if (!ps->fibers)
         CHECK((unsigned)a <= atomic_load(&ps->max_ever) + ps->overtime_max, op,
               "%d tasks running at once, max_workers never above %u, "
@@ -1107,6 +1123,7 @@ static void body_leave(struct body *b)
     atomic_fetch_sub(&ps->active, 1);
     if (ps->fibers && !b->waited)
         atomic_fetch_sub(&ps->fresh, 1);
+    b->epoch = tl_wait_epoch;
 }
 
 /* A fiber is never moved to another thread, and keeps its errno. */
@@ -1212,6 +1229,7 @@ static void fut_op(struct pstate *ps, struct rng *g, crew_task_t *t,
             /* The wait may run the task inline, in our place. */
             tl_inline_waited = b->waited;
             b->waited = true;
+            tl_wait_epoch++;
             pin_take(&pin, b);
         }
         rc = crew_task_wait(t, take ? &res : NULL);
@@ -1236,6 +1254,7 @@ static void fut_op(struct pstate *ps, struct rng *g, crew_task_t *t,
             body_leave(b);
             tl_inline_waited = b->waited;
             b->waited = true;
+            tl_wait_epoch++;
             pin_take(&pin, b);
         }
         rc = crew_task_wait_timeout(t, to, take ? &res : NULL);
@@ -1551,7 +1570,7 @@ static int task_fn(crew_ctx_t *ctx, void *arg, void **result)
     struct rec *r = arg;
     struct pstate *ps = r->ps;
     struct rng g = { r->rseed };
-    struct body b = { r, ctx, 0, 0, tl_inline_waited };
+    struct body b = { r, ctx, 0, 0, tl_inline_waited, tl_wait_epoch };
     volatile uint64_t sink = 0;
     void *res = NULL;
     struct att *a;
@@ -1990,6 +2009,7 @@ static int grp_wait(struct grp *gp, int64_t timeout, struct body *b,
     if (b != NULL) {
         body_leave(b);
         b->waited = true;
+        tl_wait_epoch++;
         pin_take(&pin, b);
     }
     rc = timeout < 0 ? crew_group_wait(gp->g)
