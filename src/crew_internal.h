@@ -54,8 +54,8 @@ enum {
                                   each attempt queues a proxy record */
 #define CREW__F_PROXY 4u       /* a proxy: arg is the task, state the
                                   attempt number */
-#define CREW__F_POOLED 8u      /* from the pool's record chunks (task.c);
-                                  goes back to pool->rfree, not free() */
+#define CREW__F_POOLED 8u      /* from a record slab (task.c), not
+                                  malloc */
 
 /* What `waiting` holds: how a queued record is counted. */
 enum { CREW__UNCOUNTED = 0, CREW__COUNTED = 1, CREW__HOLDS_SLOT = 2 };
@@ -283,12 +283,6 @@ struct crew {
                                   `reserved` drops to it */
     _Atomic size_t outstanding; /* accepted, not finished */
     _Atomic unsigned reporting; /* finished, progress report running */
-
-    /* Plain task records (task.c): workers push finished ones here, a
-     * submitter takes them all at once into its thread's cache. */
-    _Alignas(CREW__CACHELINE) struct crew__rec *_Atomic rfree;
-    struct crew__chunk *_Atomic chunks; /* freed with the pool */
-    _Atomic unsigned nchunks;
 
     /* Published under `lock`, read without it by submitters. */
     _Alignas(CREW__CACHELINE) _Atomic unsigned idle_avail; /* sleepers
@@ -609,8 +603,8 @@ void crew__group_unref(crew_group_t *g);
 void crew__pool_progress(crew_t *pool);
 
 /* task.c */
-void crew__records_free(crew_t *pool);
 void crew__records_flush(crew_t *pool);
+void crew__records_atfork_child(void);
 void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id);
 void crew__dispose(crew_t *pool, struct crew__rec *t);
 void crew__finish_one(crew_t *pool);

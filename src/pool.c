@@ -314,6 +314,7 @@ static void atfork_child(void)
     crew__callback_pool = NULL;
     crew__help_depth = 0;
     crew__fiber_forget();
+    crew__records_atfork_child();
 }
 
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
@@ -381,9 +382,6 @@ int crew_create(crew_t **out, const crew_opts_t *opts)
     /* Relaxed: ids need only be unique. */
     pool->id = atomic_fetch_add_explicit(&next_pool_id, 1,
                                          memory_order_relaxed);
-    atomic_init(&pool->rfree, NULL);
-    atomic_init(&pool->chunks, NULL);
-    atomic_init(&pool->nchunks, 0);
     for (unsigned i = 0; i < CREW__NDEQ; i++)
         atomic_init(&pool->deqs[i], NULL);
     atomic_init(&pool->ndeqs, 0);
@@ -488,7 +486,6 @@ void crew__pool_unref(crew_t *pool)
     if (atomic_fetch_sub_explicit(&pool->refs, 1, memory_order_acq_rel) != 1)
         return;
     crew__fiber_cache_free(pool);
-    crew__records_free(pool);
     crew__deques_free(pool);
     free(pool->heap);
     free(pool->pheap);

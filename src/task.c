@@ -322,74 +322,146 @@ void crew__future_unref(struct crew_task *f)
 }
 
 /*
- * Plain task records without malloc.  They come in chunks that live as
- * long as the pool; a worker done with one pushes it on the pool's free
- * stack (`rfree`), and a submitter whose own cache is empty takes the
- * whole stack at once.  Push-only plus take-all is free of ABA: a push
- * compares the head with what it linked below itself, and that is right
- * whatever happened in between.  The cache is per thread and names its
- * pool by id (ids are never reused), so a thread that moves to another
- * pool drops it without touching it: those records are still freed with
- * their chunk.  Past RECORDS_MAX records a pool uses malloc again, so a
- * burst (10M tasks queued) gives its memory back after.  Under ASan
- * records always come from malloc, to keep use-after-free checks.
+ * Plain task records without malloc per task.  They come from slabs of
+ * SLAB_BYTES, aligned to their size, shared by every pool in the process.
+ * A thread takes records from its own slab by bumping an index (no shared
+ * write); a record knows its slab by its address.  Freed records are not
+ * reused one by one: a slab counts them (`freed`), and the one count that
+ * reaches SLAB_DONE ends it, when every record was handed out and freed
+ * and its owner has moved on (the owner adds the records it never handed
+ * out, and one, when it leaves the slab).  Ended slabs go to a small
+ * spare list for the next thread that needs one, and past SLAB_SPARES
+ * back to the system, so a burst (10M tasks queued) gives its memory back
+ * after.  A worker counts its frees per slab and adds them up in one
+ * atomic add when it moves to another slab, goes to sleep or exits, so
+ * that frees in queue order touch the shared count once per run of
+ * records.  Under ASan records always come from malloc, to keep its
+ * use-after-free checks.
  */
-#define RECORDS_PER_CHUNK 256
-#define RECORDS_MAX_CHUNKS 256  /* 65,536 records, 2 MiB */
+#define SLAB_BYTES ((size_t)64 * 1024)
+#define SLAB_SPARES 16
 
-struct crew__chunk {
-    struct crew__chunk *next;
-    struct crew__rec recs[RECORDS_PER_CHUNK];
+struct crew__slab {
+    _Atomic unsigned freed;    /* records freed or never to be; SLAB_DONE
+                                  ends the slab */
+    struct crew__slab *next;   /* on the spare list */
 };
 
+/* Records in a slab, after its header (a cache line). */
+#define SLAB_RECS ((SLAB_BYTES - CREW__CACHELINE) / sizeof(struct crew__rec))
+#define SLAB_DONE ((unsigned)SLAB_RECS + 1)
+
 #ifndef CREW__NO_RECORD_POOL
-static _Thread_local struct {
-    uint64_t pool_id;
-    struct crew__rec *list;
-    unsigned kept;             /* on the list from this thread's frees */
-} rcache;
-
-/* Records a thread that does not submit has freed, given to the pool's
- * free stack OUTBOX_BATCH at a time: one CAS per batch, not per task. */
-#define OUTBOX_BATCH 32
-
-static _Thread_local struct {
-    uint64_t pool_id;
-    struct crew__rec *head, *tail;
-    unsigned n;
-} outbox;
-
-/* A new chunk's records, linked, or NULL past the cap or without memory. */
-static struct crew__rec *chunk_new(crew_t *pool)
+static struct crew__slab *slab_of(const struct crew__rec *t)
 {
-    struct crew__chunk *c, *old;
-    /* Relaxed: a cap on memory, nothing is published through it. */
-    unsigned n = atomic_load_explicit(&pool->nchunks, memory_order_relaxed);
+    return (struct crew__slab *)((uintptr_t)t & ~(uintptr_t)(SLAB_BYTES - 1));
+}
 
-    do {
-        if (n >= RECORDS_MAX_CHUNKS)
-            return NULL;
-    } while (!atomic_compare_exchange_weak_explicit(
-        &pool->nchunks, &n, n + 1, memory_order_relaxed,
-        memory_order_relaxed));
-    c = crew__malloc(sizeof(*c));
-    if (c == NULL) {
-        atomic_fetch_sub_explicit(&pool->nchunks, 1, memory_order_relaxed);
-        return NULL;
+static struct crew__rec *slab_rec(struct crew__slab *s, unsigned i)
+{
+    return (struct crew__rec *)((char *)s + CREW__CACHELINE) + i;
+}
+
+static pthread_mutex_t spares_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct crew__slab *spares;  /* under spares_lock */
+static unsigned nspares;
+
+/* This thread's slab, and the frees it has not yet added up. */
+static _Thread_local struct {
+    struct crew__slab *slab;   /* handing out records from */
+    unsigned used;             /* handed out of it */
+    struct crew__slab *pend_slab;
+    unsigned pend;             /* frees of pend_slab not yet counted */
+    bool keyed;                /* slab_key set: its destructor runs */
+} rl;
+
+static pthread_key_t slab_key;
+static pthread_once_t slab_once = PTHREAD_ONCE_INIT;
+static bool slab_usable;
+
+/* Count n more records of slab s as done; the count that ends it gives
+ * the slab to the spare list or back.  acq_rel: whoever ends the slab
+ * sees every other thread's last writes to its records first. */
+static void slab_done(struct crew__slab *s, unsigned n)
+{
+    if (atomic_fetch_add_explicit(&s->freed, n, memory_order_acq_rel) + n !=
+        SLAB_DONE)
+        return;
+    pthread_mutex_lock(&spares_lock);
+    if (nspares < SLAB_SPARES) {
+        s->next = spares;
+        spares = s;
+        nspares++;
+        s = NULL;
     }
-    for (int i = 0; i < RECORDS_PER_CHUNK; i++)
-        atomic_store_explicit(&c->recs[i].next,
-                              i + 1 < RECORDS_PER_CHUNK ? &c->recs[i + 1]
-                                                        : NULL,
-                              memory_order_relaxed);
-    /* Relaxed: the list is read only by the pool's last owner, after an
-     * acq_rel reference drop. */
-    old = atomic_load_explicit(&pool->chunks, memory_order_relaxed);
-    do
-        c->next = old;
-    while (!atomic_compare_exchange_weak_explicit(
-        &pool->chunks, &old, c, memory_order_relaxed, memory_order_relaxed));
-    return &c->recs[0];
+    pthread_mutex_unlock(&spares_lock);
+    free(s);
+}
+
+static void pend_flush(void)
+{
+    if (rl.pend > 0)
+        slab_done(rl.pend_slab, rl.pend);
+    rl.pend = 0;
+    rl.pend_slab = NULL;
+}
+
+/* The thread stops handing out records of its slab: those it never will
+ * count as done, and one for its leaving. */
+static void slab_leave(void)
+{
+    if (rl.slab != NULL)
+        slab_done(rl.slab, (unsigned)SLAB_RECS - rl.used + 1);
+    rl.slab = NULL;
+}
+
+/* At thread exit (a key destructor): nothing of this thread's stays. */
+static void slab_thread_end(void *unused)
+{
+    (void)unused;
+    pend_flush();
+    slab_leave();
+}
+
+/* In the child of a fork(): the spare list's lock may have been held by
+ * a thread that the child does not have. */
+void crew__records_atfork_child(void)
+{
+    pthread_mutex_init(&spares_lock, NULL);
+}
+
+static void slab_key_make(void)
+{
+    slab_usable = pthread_key_create(&slab_key, slab_thread_end) == 0;
+}
+
+/* A fresh slab for this thread: a spare one, or a new one.  Without the
+ * key destructor a thread's last slab would never end: use malloc then. */
+static bool slab_next(void)
+{
+    struct crew__slab *s;
+
+    if (!rl.keyed) {
+        pthread_once(&slab_once, slab_key_make);
+        if (!slab_usable || pthread_setspecific(slab_key, &rl) != 0)
+            return false;
+        rl.keyed = true;
+    }
+    slab_leave();
+    pthread_mutex_lock(&spares_lock);
+    if ((s = spares) != NULL) {
+        spares = s->next;
+        nspares--;
+    }
+    pthread_mutex_unlock(&spares_lock);
+    if (s == NULL && crew__memalign((void **)&s, SLAB_BYTES, SLAB_BYTES) != 0)
+        return false;
+    /* Relaxed: nobody else knows the slab until its records are
+     * published through the queue. */
+    atomic_store_explicit(&s->freed, 0, memory_order_relaxed);
+    rl.slab = s;
+    rl.used = 0;
+    return true;
 }
 #endif /* CREW__NO_RECORD_POOL */
 
@@ -397,31 +469,13 @@ static struct crew__rec *record_alloc(crew_t *pool)
 {
     struct crew__rec *t;
 
+    (void)pool;
 #ifndef CREW__NO_RECORD_POOL
-    if (rcache.pool_id != pool->id) {
-        rcache.pool_id = pool->id;
-        rcache.list = NULL;
-        rcache.kept = 0;
-    }
-    t = rcache.list;
-    if (t != NULL && rcache.kept > 0)
-        rcache.kept--;
-    /* Relaxed peek; the exchange is what synchronises. */
-    if (t == NULL &&
-        atomic_load_explicit(&pool->rfree, memory_order_relaxed) != NULL)
-        /* Acquire: pairs with record_free's release, so the freeing
-         * worker's last writes to these records come before ours. */
-        t = atomic_exchange_explicit(&pool->rfree, NULL,
-                                     memory_order_acquire);
-    if (t == NULL)
-        t = chunk_new(pool);
-    if (t != NULL) {
-        rcache.list = atomic_load_explicit(&t->next, memory_order_relaxed);
+    if ((rl.slab != NULL && rl.used < SLAB_RECS) || slab_next()) {
+        t = slab_rec(rl.slab, rl.used++);
         t->flags = CREW__F_POOLED;
         return t;
     }
-#else
-    (void)pool;
 #endif
     t = crew__malloc(sizeof(*t));
     if (t != NULL)
@@ -429,130 +483,46 @@ static struct crew__rec *record_alloc(crew_t *pool)
     return t;
 }
 
-/* Records a thread keeps in its cache from its own frees before it
- * gives them to the pool's free stack. */
-#define RECORDS_KEPT 4096
-
-#ifndef CREW__NO_RECORD_POOL
-static void rfree_push_list(crew_t *pool, struct crew__rec *head,
-                            struct crew__rec *tail);
-
-/*
- * What one thread may hold back, by the size of the pool: a pool of many
- * threads (10,000 in the seed) would otherwise park more records in its
- * threads' caches than the chunks hold, and fall back to malloc.
- * Relaxed: max_target only sizes a cache.
- */
-static unsigned records_kept(const crew_t *pool)
-{
-    return atomic_load_explicit(&pool->max_target, memory_order_relaxed) <=
-                   64
-               ? RECORDS_KEPT
-               : 16;
-}
-
-static unsigned outbox_batch(const crew_t *pool)
-{
-    return atomic_load_explicit(&pool->max_target, memory_order_relaxed) <=
-                   64
-               ? OUTBOX_BATCH
-               : 1;
-}
-#endif
-
 static void record_free(crew_t *pool, struct crew__rec *t)
 {
+    (void)pool;
     if (!(t->flags & CREW__F_POOLED)) {
         free(t);
         return;
     }
 #ifndef CREW__NO_RECORD_POOL
-    /* A thread that also submits to this pool (a worker whose tasks
-     * submit) keeps what it frees: no shared write at all. */
-    if (rcache.pool_id == pool->id && rcache.kept < records_kept(pool)) {
-        atomic_store_explicit(&t->next, rcache.list, memory_order_relaxed);
-        rcache.list = t;
-        rcache.kept++;
-        return;
+    {
+        struct crew__slab *s = slab_of(t);
+
+        /* A worker (which flushes when it sleeps or exits) adds its frees
+         * up per run of one slab; any other thread (a canceller, the
+         * timer) at once, since it may never come back to flush. */
+        if (crew__self == NULL) {
+            slab_done(s, 1);
+            return;
+        }
+        if (s != rl.pend_slab)
+            pend_flush();
+        rl.pend_slab = s;
+        rl.pend++;
     }
-    /* Batch up, per pool (a batch of another pool is dropped: its
-     * records go with their chunks). */
-    if (outbox.pool_id != pool->id) {
-        outbox.pool_id = pool->id;
-        outbox.head = outbox.tail = NULL;
-        outbox.n = 0;
-    }
-    atomic_store_explicit(&t->next, outbox.head, memory_order_relaxed);
-    if (outbox.head == NULL)
-        outbox.tail = t;
-    outbox.head = t;
-    if (++outbox.n < outbox_batch(pool))
-        return;
-    rfree_push_list(pool, outbox.head, outbox.tail);
-    outbox.head = outbox.tail = NULL;
-    outbox.n = 0;
-#else
-    (void)pool;
 #endif
 }
 
-#ifndef CREW__NO_RECORD_POOL
-/* Push a linked list of records on the pool's free stack. */
-static void rfree_push_list(crew_t *pool, struct crew__rec *head,
-                            struct crew__rec *tail)
+#ifdef CREW__NO_RECORD_POOL
+void crew__records_atfork_child(void)
 {
-    struct crew__rec *old = atomic_load_explicit(&pool->rfree,
-                                                 memory_order_relaxed);
-
-    do
-        atomic_store_explicit(&tail->next, old, memory_order_relaxed);
-    /* Release: see record_alloc. */
-    while (!atomic_compare_exchange_weak_explicit(
-        &pool->rfree, &old, head, memory_order_release,
-        memory_order_relaxed));
 }
 #endif
 
-/* A worker leaves: the records its thread holds for the pool go back to
- * the pool, so that workers coming and going do not use up the chunks. */
+/* A worker goes to sleep or leaves: add up the frees it holds, so that
+ * slabs done with end now. */
 void crew__records_flush(crew_t *pool)
 {
-#ifndef CREW__NO_RECORD_POOL
-    if (rcache.pool_id == pool->id && rcache.list != NULL) {
-        struct crew__rec *tail = rcache.list, *next;
-
-        while ((next = atomic_load_explicit(&tail->next,
-                                            memory_order_relaxed)) != NULL)
-            tail = next;
-        rfree_push_list(pool, rcache.list, tail);
-    }
-    if (rcache.pool_id == pool->id) {
-        rcache.list = NULL;
-        rcache.kept = 0;
-    }
-    if (outbox.pool_id == pool->id && outbox.head != NULL)
-        rfree_push_list(pool, outbox.head, outbox.tail);
-    if (outbox.pool_id == pool->id) {
-        outbox.head = outbox.tail = NULL;
-        outbox.n = 0;
-    }
-#else
     (void)pool;
+#ifndef CREW__NO_RECORD_POOL
+    pend_flush();
 #endif
-}
-
-/* With the pool: every chunk (the records in them, wherever they are). */
-void crew__records_free(crew_t *pool)
-{
-    struct crew__chunk *c = atomic_load_explicit(&pool->chunks,
-                                                 memory_order_relaxed);
-
-    while (c != NULL) {
-        struct crew__chunk *next = c->next;
-
-        free(c);
-        c = next;
-    }
 }
 
 /* The pool is done with a record it popped or ran. */

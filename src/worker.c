@@ -290,6 +290,8 @@ bool crew__idle(crew_t *pool, int64_t until_ns, bool stay,
     bool timed_out = false;
     bool had_token;
 
+    /* The records it freed, added up before a sleep that may be long. */
+    crew__records_flush(pool);
     if (timed)
         crew__deadline(&deadline, pool->opts.idle_timeout_ns);
     if (until_ns > 0) {
