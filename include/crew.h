@@ -173,7 +173,9 @@ typedef struct crew_opts {
     unsigned max_overtime;    /* workers stuck in timed-out tasks that may
                                  be replaced (threads in all stay within
                                  max_workers + max_overtime); default
-                                 max_workers */
+                                 max_workers.  Fiber mode: threads stuck
+                                 so, within threads + max_overtime;
+                                 default threads */
     crew_progress_cb on_progress; /* optional: the pool's progress */
     int64_t progress_interval_ns; /* default 100 ms */
     int64_t priority_aging_ns; /* 0: no aging; else a waiting task gains
@@ -273,7 +275,10 @@ typedef struct crew_stats {
                                  a cancelled group */
     uint64_t retries;         /* attempts after the first */
     uint64_t timed_out;       /* attempts whose deadline passed */
-    unsigned overtime_workers; /* stuck in a timed-out task */
+    unsigned overtime_workers; /* stuck in a timed-out task (fiber mode:
+                                 threads stuck so, or back from it with
+                                 no room, finishing the fibers they hold
+                                 before they leave) */
     unsigned threads;         /* live OS threads of the pool (in thread
                                  mode the same as workers) */
     uint64_t queued;          /* accepted, waiting to start */
@@ -353,11 +358,14 @@ CREW_API int crew_submit_timeout(crew_t *pool, crew_fn fn, void *arg,
  * CREW_ETIMEDOUT at the deadline (on the pool's timer thread), the task
  * sees crew_ctx_timed_out() turn true, its result when it returns late goes
  * to free_result, and its worker stops counting against max_workers (up to
- * max_overtime such workers), so a replacement may start.  C cannot stop a
- * thread: the task has to notice and return.  With retries, an attempt
- * that fails (or times out) is tried again after the backoff, unless
- * retry_if says no or the task was cancelled; callbacks and the future see
- * only the final outcome.
+ * max_overtime such workers), so a replacement may start.  In fiber mode
+ * its fiber gives its place in the budget back at once, and if it keeps
+ * its thread (it never parks), that thread is replaced the same way (up
+ * to max_overtime threads); fibers parked on that thread wait for it, as
+ * fibers never change threads.  C cannot stop a thread: the task has to
+ * notice and return.  With retries, an attempt that fails (or times out)
+ * is tried again after the backoff, unless retry_if says no or the task
+ * was cancelled; callbacks and the future see only the final outcome.
  */
 CREW_API int crew_spawn(crew_t *pool, crew_fn fn, void *arg,
                         const crew_task_opts_t *opts, crew_task_t **task);
@@ -434,7 +442,8 @@ CREW_API int crew_wait(crew_t *pool);
  * CREW_ECANCELED) and running ones are asked to stop
  * (crew_ctx_cancelled()) and finish.  Returns when every accepted task has
  * finished and every worker thread has exited, except workers still stuck
- * in an attempt that timed out (already reported; see crew_spawn()): C
+ * in an attempt that timed out (already reported; see crew_spawn()), and
+ * in fiber mode threads still holding fibers of such attempts: C
  * cannot stop them, so they are left behind, detached, and the pool's
  * memory lives on until the last of them returns.  Calling it again is
  * harmless (it waits as the first call does).  Returns 0, CREW_EINVAL, or

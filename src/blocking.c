@@ -45,11 +45,15 @@ static void *blocking_main(void *p)
             pool->bhead = c->next;
             if (pool->bhead == NULL)
                 pool->btail = NULL;
+            pool->bbusy++;
+            if (pool->bthreads == pool->bbusy)
+                pthread_cond_broadcast(&pool->block_gone_cv);
             pthread_mutex_unlock(&pool->block_lock);
             errno = 0;
             c->result = c->fn(c->arg);
             c->err = errno;
             pthread_mutex_lock(&pool->block_lock);
+            pool->bbusy--;
             c->done = true;
             woken = crew__waiters_take(&c->waiter);
             pthread_mutex_unlock(&pool->block_lock);
@@ -68,7 +72,7 @@ static void *blocking_main(void *p)
             break;
     }
     pool->bthreads--;
-    if (pool->bthreads == 0)
+    if (pool->bthreads == pool->bbusy)
         pthread_cond_broadcast(&pool->block_gone_cv);
     pthread_mutex_unlock(&pool->block_lock);
     crew__pool_unref(pool);
@@ -136,14 +140,16 @@ void *crew_blocking(void *(*fn)(void *), void *arg)
     return c.result;
 }
 
-/* At crew_free: stop the blocking threads and wait until they are gone
- * (their calls all returned: every task has). */
+/* At crew_free: stop the blocking threads and wait until they are gone,
+ * except those still inside a call: every task has been reported, so
+ * such a call is one of a task that timed out, whose fiber shutdown left
+ * behind; the thread holds a reference on the pool and goes after it. */
 void crew__blocking_stop(crew_t *pool)
 {
     pthread_mutex_lock(&pool->block_lock);
     pool->bstop = true;
     pthread_cond_broadcast(&pool->block_cv);
-    while (pool->bthreads > 0)
+    while (pool->bthreads > pool->bbusy)
         pthread_cond_wait(&pool->block_gone_cv, &pool->block_lock);
     pthread_mutex_unlock(&pool->block_lock);
 }

@@ -108,6 +108,9 @@ struct crew_task {
     struct crew__waiter *fwaiters; /* under mu: fibers waiting */
     struct crew__fiber *parked_fiber; /* under mu: the fiber running it,
                                   while it waits interruptibly */
+    struct crew__fiber *run_fiber; /* under mu: fiber mode, the fiber
+                                  running its current attempt, if that has
+                                  a deadline (fiber.c) */
 
     int priority;              /* kept by every attempt */
     bool use_heap;             /* attempts go to the priority heap */
@@ -373,6 +376,7 @@ struct crew {
     pthread_cond_t block_gone_cv; /* crew_free waits for them to go */
     struct crew__bcall *bhead, *btail; /* calls not yet taken */
     unsigned bthreads, bidle;
+    unsigned bbusy;             /* threads inside a call */
     bool bstop;
 };
 
@@ -551,6 +555,7 @@ struct crew__fiber *crew__waiters_take(struct crew__waiter **q);
 void crew__fiber_deliver(struct crew__fiber *woken);
 void crew__fiber_cancelable(bool on);
 void crew__fiber_cancel(struct crew_task *t);
+void crew__fiber_overtime(crew_t *pool, struct crew_task *t);
 int crew__wait_interrupted(int64_t *deadline);
 
 /* blocking.c */

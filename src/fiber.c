@@ -19,9 +19,11 @@
  * a fiber in its inbox.
  *
  * Threads: everything in a struct crew__sched belongs to its one thread,
- * so needs no lock; fibers never move to another thread once started
- * (thread-local storage and errno stay theirs).  The only shared state is
- * the pool's, as in thread mode, plus the fiber count (an atomic).
+ * so needs no lock, except what the timer thread reads or marks when an
+ * attempt's deadline passes (see Overtime); fibers never move to another
+ * thread once started (thread-local storage and errno stay theirs).  The
+ * only other shared state is the pool's, as in thread mode, plus the
+ * fiber count (an atomic).
  *
  * Switching: crew__fiber_switch saves the callee-saved registers and the
  * stack pointer on the current stack and restores the other side's; no
@@ -105,7 +107,13 @@ struct crew__fiber {
     void *asan_fake;
     struct crew__fiber *anext, **aprev; /* home's list of live fibers */
     struct crew__waiter *waiter; /* the wait it is parked in, if any */
-    bool holds_place;          /* counts in the budget (fibers_live) */
+    _Atomic bool holds_place;  /* counts in the budget (fibers_live);
+                                  taken back by exchange (see Overtime) */
+    struct crew_task *timed;   /* its task's attempt has a deadline: the
+                                  task, named in its run_fiber, with a
+                                  reference of ours; else NULL (own) */
+    _Atomic bool overtime;     /* that attempt's deadline won: the fiber
+                                  keeps no place in the budget */
     /* Per-thread state that is really per-task, kept across switches. */
     struct crew__rec *saved_proxy;
     const struct crew__rec *saved_running;
@@ -153,6 +161,11 @@ struct crew__sched {
     struct crew__fiber *all;   /* those fibers (anext/aprev) */
     struct crew__sched *next_dead; /* pool->dead_scheds (thread lost) */
     bool on_heap;
+    _Atomic uintptr_t on_cpu;  /* the fiber with a deadline that runs
+                                  now (its address), or 0; | STUCK once
+                                  marked (see Overtime) */
+    bool out;                  /* written under pool->lock: the thread is
+                                  out of the live count (w->overtime) */
     unsigned spare;            /* budget places held for the next admit:
                                   a fiber that ends leaves its place here
                                   for a new task, and what admit() does not
@@ -167,6 +180,9 @@ struct crew__sched {
 };
 
 static _Thread_local struct crew__sched *self_sched;
+
+static void timed_end(struct crew__fiber *f);
+static int64_t next_timer(const struct crew__sched *s);
 
 static size_t crew__page(void)
 {
@@ -325,6 +341,7 @@ static void fiber_entry(void)
         struct crew__fiber *f = s->current;
 
         crew__run(s->pool, f->task, f->worker_id);
+        timed_end(f);
         f->task = NULL;
         f->done = true;
         switch_to(s, NULL, false);  /* recycled: we come back with a task */
@@ -1018,16 +1035,44 @@ static bool place_take(struct crew__sched *s)
  */
 void crew__fiber_wait_begin(void)
 {
-    self_sched->current->holds_place = false;
-    budget_give(self_sched->pool);
+    struct crew__fiber *f = self_sched->current;
+
+    /* Relaxed where the timer cannot reach the fiber (no deadline: see
+     * timed_end); else seq_cst, see crew__fiber_wait_end(). */
+    if (f->timed == NULL) {
+        if (atomic_load_explicit(&f->holds_place, memory_order_relaxed)) {
+            atomic_store_explicit(&f->holds_place, false,
+                                  memory_order_relaxed);
+            budget_give(self_sched->pool);
+        }
+    } else if (atomic_exchange_explicit(&f->holds_place, false,
+                                        memory_order_seq_cst)) {
+        budget_give(self_sched->pool);
+    }
 }
 
 void crew__fiber_wait_end(void)
 {
+    struct crew__fiber *f = self_sched->current;
+
+    /* An overtime fiber takes no place again (see Overtime).  seq_cst:
+     * we store holds_place and then load overtime; the timer stores
+     * overtime and then exchanges holds_place; so either we see it and
+     * give the place back, or its exchange takes the place. */
+    if (atomic_load_explicit(&f->overtime, memory_order_seq_cst))
+        return;
     /* Relaxed: a count, as in budget_take(). */
     atomic_fetch_add_explicit(&self_sched->pool->fibers_live, 1,
                               memory_order_relaxed);
-    self_sched->current->holds_place = true;
+    if (f->timed == NULL) {
+        atomic_store_explicit(&f->holds_place, true, memory_order_relaxed);
+        return;
+    }
+    atomic_store_explicit(&f->holds_place, true, memory_order_seq_cst);
+    if (atomic_load_explicit(&f->overtime, memory_order_seq_cst) &&
+        atomic_exchange_explicit(&f->holds_place, false,
+                                 memory_order_seq_cst))
+        budget_give(self_sched->pool);
 }
 
 bool crew__fiber_budget_left(crew_t *pool)
@@ -1036,13 +1081,271 @@ bool crew__fiber_budget_left(crew_t *pool)
            atomic_load_explicit(&pool->fiber_max, memory_order_relaxed);
 }
 
+/* --- Overtime ------------------------------------------------------------ */
+
+/*
+ * When the deadline of an attempt that runs on a fiber wins (the timer
+ * calls crew__fiber_overtime through mark_overtime), the fiber is
+ * overtime: it gives its place in the budget back at once, whatever it is
+ * doing (running, parked, in a blocking call), and takes none again for
+ * that task, so the budget admits another task.  If the fiber is running
+ * on its thread at that moment, the thread is stuck (a loop that never
+ * parks, a blocking call outside crew_blocking): it leaves the live count
+ * (w->overtime, as a stuck worker in thread mode) and a spare thread
+ * starts for queued work that no sleeping thread will take, within
+ * max_overtime (crew__spawn_locked; submitters start one on demand too).
+ * When the fiber switches out, the thread counts itself back in if there
+ * is room; otherwise (a spare took its place) it is out: it admits no new
+ * tasks, runs the fibers it has, which never move to another thread, and
+ * leaves the pool when it has none (or comes back when room appears).
+ * Fibers parked on a stuck thread wait for it.
+ *
+ * Which fiber runs an attempt: t->run_fiber, under t->mu, set by the
+ * scheduler before a fresh fiber first runs the attempt and cleared when
+ * crew__run returns (timed_begin, timed_end; the fiber holds a reference
+ * on t meanwhile).  So the timer, holding t->mu, finds the fiber only
+ * while it is inside the attempt.  Which fiber a thread runs: s->on_cpu,
+ * the fiber's address while a fiber that has a deadline runs, else 0;
+ * whoever marks the thread stuck ors STUCK into it by CAS.  A timer that
+ * marks a fiber overtime as its thread switches to it: the timer stores
+ * f->overtime, then CASes on_cpu from f; the thread stores on_cpu, then
+ * loads f->overtime; all seq_cst, so one of them sees the other and marks
+ * the thread (the CAS picks one).  Both mark under pool->lock, and the
+ * thread, finding STUCK when it swaps on_cpu back to 0, takes pool->lock
+ * to come back, so it always comes after the marking.  The timer holds
+ * pool->lock from before it finds the fiber in t->run_fiber until it is
+ * done with the scheduler: the thread cannot decide to leave meanwhile.
+ *
+ * Known limitations: only the attempt a fiber starts with is watched; an
+ * attempt run inside it (a submit into a full queue runs the task at
+ * once) is reported at its deadline but does not mark its thread, nor does
+ * one that ran on a scheduler's own stack (no memory for a fiber).
+ */
+
+#define STUCK ((uintptr_t)1)
+
+/* A fresh fiber is about to run task record r: if r is an attempt with a
+ * deadline, and still the task's current one, name the fiber in it. */
+static void timed_begin(struct crew__fiber *f, struct crew__rec *r)
+{
+    struct crew_task *t;
+    uint64_t k, queued;
+
+    if (!(r->flags & CREW__F_PROXY) ||
+        ((const struct crew__attempt *)r)->deadline == 0)
+        return;
+    t = r->arg;
+    /* The phase the attempt has while queued (attempt << 8 | PH); relaxed:
+     * the proxy's fields came with it through the queue. */
+    k = (uint64_t)atomic_load_explicit(&r->state, memory_order_relaxed);
+    queued = k << 8 | CREW__PH_QUEUED;
+    /* Relaxed: the proxy's reference keeps t alive until ours is taken;
+     * the last decrement is acq_rel. */
+    atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+    pthread_mutex_lock(&t->mu);
+    /* Not for a stale proxy (its attempt timed out or was cancelled while
+     * queued): it must not hide the fiber of a later attempt.  Relaxed:
+     * that attempt's fiber read the newer phase before it set run_fiber
+     * under this lock. */
+    if (atomic_load_explicit(&t->phase, memory_order_relaxed) == queued) {
+        t->run_fiber = f;
+        f->timed = t;
+    }
+    pthread_mutex_unlock(&t->mu);
+    if (f->timed == NULL)
+        crew__future_unref(t);
+}
+
+/* The fiber is done with its attempt: the timer no longer finds it.  So
+ * while f->timed is NULL, the timer cannot touch the fiber. */
+static void timed_end(struct crew__fiber *f)
+{
+    struct crew_task *t = f->timed;
+
+    if (t == NULL)
+        return;
+    pthread_mutex_lock(&t->mu);
+    if (t->run_fiber == f)
+        t->run_fiber = NULL;    /* else a later attempt's fiber */
+    pthread_mutex_unlock(&t->mu);
+    f->timed = NULL;
+    crew__future_unref(t);
+}
+
+/*
+ * Take the thread out of the live count: it is stuck in an overtime fiber
+ * (spare: start a spare if work waits that no sleeper will take), or
+ * shutdown found it with fibers left.  Call with pool->lock held.
+ */
+static void go_out_locked(crew_t *pool, struct crew__sched *s, bool spare)
+{
+    struct crew__worker *w = s->w;
+
+    s->out = true;
+    if (w->overtime)
+        return;
+    w->overtime = true;
+    pool->overtime++;
+    /* Relaxed: live changes only under pool->lock (see worker.c). */
+    atomic_fetch_sub_explicit(&pool->live, 1, memory_order_relaxed);
+    if (spare &&
+        atomic_load_explicit(&pool->queued, memory_order_relaxed) >
+            pool->sleepers - pool->tokens &&
+        atomic_load_explicit(&pool->state, memory_order_relaxed) !=
+            CREW__STOPPED)
+        (void)crew__spawn_locked(pool);
+    /* Shutdown waits for live to drop; threads that are out look for
+     * room again (sleep_out). */
+    pthread_cond_broadcast(&pool->done_cv);
+    pthread_cond_broadcast(&pool->work_cv);
+}
+
+/* Is there room for an out thread to count itself in again?  Not once
+ * stopped: shutdown left it behind, or is about to.  Call with pool->lock
+ * held. */
+static bool room_locked(crew_t *pool, const struct crew__sched *s)
+{
+    return !s->w->detached &&
+           atomic_load_explicit(&pool->state, memory_order_relaxed) !=
+               CREW__STOPPED &&
+           atomic_load_explicit(&pool->live, memory_order_relaxed) <
+               atomic_load_explicit(&pool->max_target, memory_order_relaxed);
+}
+
+/* An out thread counts itself in again if there is room.  Returns true if
+ * it is in the pool now. */
+static bool come_back(struct crew__sched *s)
+{
+    crew_t *pool = s->pool;
+
+    pthread_mutex_lock(&pool->lock);
+    if (s->out && room_locked(pool, s)) {
+        s->out = false;
+        s->w->overtime = false;
+        pool->overtime--;
+        atomic_fetch_add_explicit(&pool->live, 1, memory_order_relaxed);
+    }
+    pthread_mutex_unlock(&pool->lock);
+    return !s->out;
+}
+
+/* Before switching to a fiber whose attempt has a deadline. */
+static void timed_enter(struct crew__sched *s, struct crew__fiber *f)
+{
+    uintptr_t me = (uintptr_t)f;
+
+    /* Places kept for the next admit would be held up if it got stuck. */
+    if (s->spare > 0) {
+        budget_give_n(s->pool, s->spare);
+        s->spare = 0;
+    }
+    /* seq_cst: see the top of this section. */
+    atomic_store_explicit(&s->on_cpu, me, memory_order_seq_cst);
+    if (!atomic_load_explicit(&f->overtime, memory_order_seq_cst))
+        return;
+    /* Overtime already (the timer may have looked just before we stored
+     * on_cpu): running it, this thread counts as stuck. */
+    pthread_mutex_lock(&s->pool->lock);
+    if (atomic_compare_exchange_strong_explicit(&s->on_cpu, &me, me | STUCK,
+                                                memory_order_seq_cst,
+                                                memory_order_seq_cst))
+        go_out_locked(s->pool, s, true);
+    pthread_mutex_unlock(&s->pool->lock);
+}
+
+void crew__fiber_overtime(crew_t *pool, struct crew_task *t)
+{
+    struct crew__fiber *f;
+    struct crew__sched *s = NULL;
+    bool give = false;
+
+    pthread_mutex_lock(&pool->lock);
+    pthread_mutex_lock(&t->mu);
+    f = t->run_fiber;
+    if (f != NULL) {
+        uintptr_t me = (uintptr_t)f;
+
+        /* seq_cst: see the top of this section and wait_end. */
+        atomic_store_explicit(&f->overtime, true, memory_order_seq_cst);
+        give = atomic_exchange_explicit(&f->holds_place, false,
+                                        memory_order_seq_cst);
+        if (atomic_compare_exchange_strong_explicit(
+                &f->home->on_cpu, &me, me | STUCK, memory_order_seq_cst,
+                memory_order_seq_cst))
+            s = f->home;
+    }
+    pthread_mutex_unlock(&t->mu);
+    if (s != NULL)
+        go_out_locked(pool, s, true);
+    pthread_mutex_unlock(&pool->lock);
+    if (give)
+        budget_give(pool);
+}
+
+/*
+ * An out thread with nothing ready sleeps until a fiber of its own is due
+ * or woken, the pool's state changes, or there is room to come back.  Not
+ * in crew__idle: it is no worker waiting for work (and not counted live).
+ * It waits on the same condition as the workers, though, where a
+ * submitter signals one waiter for each wake token it hands out
+ * (worker.c): a signal that woke us instead of a worker is passed on, by
+ * a broadcast, to the workers still waiting, one of which takes the
+ * token.
+ */
+static void sleep_out(struct crew__sched *s)
+{
+    crew_t *pool = s->pool;
+    int64_t until = next_timer(s);
+    struct timespec ts;
+    int state;
+
+    ts.tv_sec = (time_t)(until / 1000000000);
+    ts.tv_nsec = (long)(until % 1000000000);
+    pthread_mutex_lock(&pool->lock);
+    state = atomic_load_explicit(&pool->state, memory_order_relaxed);
+    /* seq_cst: as in crew__idle, against crew__fiber_deliver (it pushes,
+     * then loads the count; we count, then load the inbox). */
+    atomic_fetch_add_explicit(&pool->sched_sleepers, 1, memory_order_seq_cst);
+    while (atomic_load_explicit(&s->inbox, memory_order_seq_cst) == NULL &&
+           atomic_load_explicit(&pool->state, memory_order_relaxed) ==
+               state &&
+           !room_locked(pool, s)) {
+        int rc = until == 0
+                     ? pthread_cond_wait(&pool->work_cv, &pool->lock)
+                     : pthread_cond_timedwait(&pool->work_cv, &pool->lock,
+                                              &ts);
+
+        if (pool->tokens > 0)
+            pthread_cond_broadcast(&pool->work_cv);
+        if (rc == ETIMEDOUT)
+            break;
+    }
+    atomic_fetch_sub_explicit(&pool->sched_sleepers, 1, memory_order_relaxed);
+    pthread_mutex_unlock(&pool->lock);
+}
+
 /* Run fiber f until it parks or its task returns. */
 static void run_fiber(struct crew__sched *s, struct crew__fiber *f)
 {
+    bool timed = f->timed != NULL;
+
+    if (timed)
+        timed_enter(s, f);
     switch_to(s, f, false);
+    /* seq_cst: see Overtime. */
+    if (timed && (atomic_exchange_explicit(&s->on_cpu, 0,
+                                           memory_order_seq_cst) &
+                  STUCK))
+        (void)come_back(s);
     if (f->done) {
+        /* Relaxed: the timer no longer reaches the fiber (timed_end), and
+         * what it did came before timed_end took t->mu. */
+        bool had = atomic_load_explicit(&f->holds_place,
+                                        memory_order_relaxed);
+
+        atomic_store_explicit(&f->holds_place, false, memory_order_relaxed);
         f->done = false;
-        f->holds_place = false;
+        atomic_store_explicit(&f->overtime, false, memory_order_relaxed);
         s->nfibers--;
         *f->aprev = f->anext;
         if (f->anext != NULL)
@@ -1057,7 +1360,8 @@ static void run_fiber(struct crew__sched *s, struct crew__fiber *f)
             s->pool->fiber_cache = f;
             pthread_mutex_unlock(&s->pool->fiber_lock);
         }
-        s->spare++;             /* for admit(), or back after it */
+        if (had)
+            s->spare++;         /* for admit(), or back after it */
     }
 }
 
@@ -1073,7 +1377,8 @@ static bool admit(struct crew__sched *s)
 
         /* Relaxed peek: no place is taken (and shown in crew_stats) just
          * to look into an empty queue. */
-        if (atomic_load_explicit(&s->pool->queued, memory_order_relaxed) ==
+        if (s->out ||
+            atomic_load_explicit(&s->pool->queued, memory_order_relaxed) ==
                 0 ||
             !place_take(s))
             break;
@@ -1089,7 +1394,8 @@ static bool admit(struct crew__sched *s)
         }
         f->task = t;
         f->worker_id = s->w->id;
-        f->holds_place = true;
+        atomic_store_explicit(&f->holds_place, true, memory_order_relaxed);
+        timed_begin(f, t);
         f->anext = s->all;
         f->aprev = &s->all;
         if (s->all != NULL)
@@ -1145,7 +1451,8 @@ void crew__fiber_thread_lost(crew_t *pool)
                 t->parked_fiber = NULL;
             pthread_mutex_unlock(&t->mu);
         }
-        if (f->holds_place)
+        if (atomic_exchange_explicit(&f->holds_place, false,
+                                     memory_order_relaxed))
             budget_give(pool);
         if (r != NULL) {
             crew__running = r;
@@ -1153,6 +1460,7 @@ void crew__fiber_thread_lost(crew_t *pool)
             crew__abandon(pool, (struct crew__rec *)r);
             free(f->saved_proxy);
         }
+        timed_end(f);           /* the timer must not find it any more */
     }
     crew__running = NULL;
     crew__proxy = NULL;
@@ -1235,6 +1543,7 @@ void crew__sched_loop(crew_t *pool, struct crew__worker *w)
     s.pool = pool;
     s.w = w;
     atomic_init(&s.inbox, NULL);
+    atomic_init(&s.on_cpu, 0);
 #ifdef CREW__TSAN
     s.tsan_fiber = __tsan_get_current_fiber();
 #endif
@@ -1266,6 +1575,27 @@ void crew__sched_loop(crew_t *pool, struct crew__worker *w)
         }
         if (worked || s.ready_head != NULL)
             continue;
+        if (s.out) {
+            /* Out of the live count (see Overtime): back in if there is
+             * room; else finish the fibers it has, then leave. */
+            if (come_back(&s))
+                continue;
+            if (s.nfibers == 0)
+                break;
+            sleep_out(&s);
+            continue;
+        }
+        /* Stopped with fibers left: tasks that timed out while parked
+         * and have not returned.  Nothing waits for them: out, and left
+         * behind, as a stuck thread is. */
+        if (s.nfibers > 0 &&
+            atomic_load_explicit(&pool->state, memory_order_relaxed) ==
+                CREW__STOPPED) {
+            pthread_mutex_lock(&pool->lock);
+            go_out_locked(pool, &s, false);
+            pthread_mutex_unlock(&pool->lock);
+            continue;
+        }
         /* Nothing ready: sleep until the nearest timer, new work or a
          * fiber woken from elsewhere.  With fibers parked, never leave
          * the pool (they must be resumed). */

@@ -471,18 +471,23 @@ static void mark_overtime(crew_t *pool, struct crew_task *f)
 {
     struct crew__worker *w;
 
+    if (pool->opts.fibers) {
+        crew__fiber_overtime(pool, f);  /* its fiber, and maybe thread */
+        return;
+    }
     pthread_mutex_lock(&pool->lock);
     /*
      * runner is set and cleared under this lock by the worker itself
      * (enter(), leave()), so a worker found here has not left the attempt
      * and cannot have retired or been freed.  Only while it is still
      * inside that attempt itself, not nested in a helping wait (see
-     * run_proxy), and never in fiber mode (a thread there runs many
-     * tasks).  Every stuck worker is marked, so shutdown never waits for
-     * one; max_overtime bounds the replacements (see crew__spawn_locked).
+     * run_proxy).  (Fiber mode, where a thread runs many tasks, marks
+     * the fiber and maybe its thread instead: crew__fiber_overtime.)
+     * Every stuck worker is marked, so shutdown never waits for one;
+     * max_overtime bounds the replacements (see crew__spawn_locked).
      */
     w = f->runner;
-    if (w != NULL && w->current == f && !w->overtime && !pool->opts.fibers) {
+    if (w != NULL && w->current == f && !w->overtime) {
         w->overtime = true;
         pool->overtime++;
         if (w->lent) {

@@ -86,9 +86,7 @@ static int check_opts(crew_opts_t *o)
     if (o->progress_interval_ns == 0)
         o->progress_interval_ns = 100LL * 1000 * 1000;
     if (o->max_overtime == 0)
-        o->max_overtime = o->max_workers;
-    if (o->fibers)
-        o->max_overtime = 0;    /* a thread runs many tasks: never marked */
+        o->max_overtime = o->fibers ? o->threads : o->max_workers;
     if (o->max_overtime > CREW_MAX_WORKERS)
         return CREW_EINVAL;
     if (o->lock < CREW_LOCK_DEFAULT || o->lock > CREW_LOCK_CUSTOM)

@@ -341,8 +341,10 @@ bool crew__idle(crew_t *pool, int64_t until_ns, bool stay,
                                  memory_order_seq_cst) == 0)
             break;
         /* Fiber mode, shutdown NOW: back to the scheduler, which wakes
-         * its parked fibers so their sleeps end. */
-        if (stay && state == CREW__CANCELLING) {
+         * its parked fibers so their sleeps end; once stopped, back to
+         * it too, which leaves the pool's count with the fibers left
+         * (timed-out tasks still running) and never comes here again. */
+        if (stay && state >= CREW__CANCELLING) {
             leave_locked(pool, inbox);
             pthread_mutex_unlock(&pool->lock);
             return true;

@@ -442,6 +442,9 @@ struct pstate {
     unsigned overtime_max; /* the max_overtime in force */
     _Atomic(struct rec *) recs;
     _Atomic(struct grp *) groups;
+    /* Fiber mode: the bodies counted in `fresh`, under fresh_mu. */
+    pthread_mutex_t fresh_mu;
+    struct body *fresh_list;
     atomic_ullong id_next;
     atomic_uint max_ever; /* the largest max_workers set */
     atomic_int active;    /* tasks executing their own code */
@@ -485,6 +488,8 @@ struct body {
     int64_t d;           /* its deadline, 0: none */
     bool waited;         /* it has waited for a future or a group */
     unsigned long epoch; /* tl_wait_epoch when it last left */
+
+    struct body *fnext, **fprev; /* fiber mode: in ps->fresh_list */
 };
 
 /* What the watchdog prints about each harness thread. */
@@ -1085,8 +1090,22 @@ static void check_stats(struct pstate *ps, const char *op, bool inside)
  * workers stuck in timed-out tasks that were replaced.  In fiber mode the
  * budget bounds the fibers in flight, but a fiber back from a wait for a
  * future or a group counts again even above it (as documented), so the
- * bound holds for the tasks that have not waited: `fresh`.
+ * bound holds for the tasks that have not waited: `fresh`.  And a task
+ * past its deadline gives its place back at once, though its code goes on
+ * (as a worker stuck in one does in thread mode): those are not counted.
  */
+static int fresh_late(struct pstate *ps)
+{
+    int64_t now = now_ns();
+    int n = 0;
+
+    pthread_mutex_lock(&ps->fresh_mu);
+    for (struct body *b = ps->fresh_list; b != NULL; b = b->fnext)
+        n += b->d != 0 && now >= b->d;
+    pthread_mutex_unlock(&ps->fresh_mu);
+    return n;
+}
+
 static void body_enter(struct body *b, const char *op)
 {
     struct pstate *ps = b->r->ps;
@@ -1103,8 +1122,16 @@ static void body_enter(struct body *b, const char *op)
               "max_overtime %u",
               a, atomic_load(&ps->max_ever), ps->overtime_max);
     if (ps->fibers && !b->waited) {
+        pthread_mutex_lock(&ps->fresh_mu);
+        b->fnext = ps->fresh_list;
+        b->fprev = &ps->fresh_list;
+        if (ps->fresh_list != NULL)
+            ps->fresh_list->fprev = &b->fnext;
+        ps->fresh_list = b;
+        pthread_mutex_unlock(&ps->fresh_mu);
         a = atomic_fetch_add(&ps->fresh, 1) + 1;
-        if ((unsigned)a > atomic_load(&ps->max_ever)) {
+        if ((unsigned)a > atomic_load(&ps->max_ever) &&
+            (unsigned)(a - fresh_late(ps)) > atomic_load(&ps->max_ever)) {
             crew_stats_t st;
 
             crew_stats(ps->pool, &st);
@@ -1121,8 +1148,14 @@ static void body_leave(struct body *b)
     struct pstate *ps = b->r->ps;
 
     atomic_fetch_sub(&ps->active, 1);
-    if (ps->fibers && !b->waited)
+    if (ps->fibers && !b->waited) {
         atomic_fetch_sub(&ps->fresh, 1);
+        pthread_mutex_lock(&ps->fresh_mu);
+        *b->fprev = b->fnext;
+        if (b->fnext != NULL)
+            b->fnext->fprev = b->fprev;
+        pthread_mutex_unlock(&ps->fresh_mu);
+    }
     b->epoch = tl_wait_epoch;
 }
 
@@ -1570,7 +1603,9 @@ static int task_fn(crew_ctx_t *ctx, void *arg, void **result)
     struct rec *r = arg;
     struct pstate *ps = r->ps;
     struct rng g = { r->rseed };
-    struct body b = { r, ctx, 0, 0, tl_inline_waited, tl_wait_epoch };
+    struct body b = {
+        r, ctx, 0, 0, tl_inline_waited, tl_wait_epoch, NULL, NULL
+    };
     volatile uint64_t sink = 0;
     void *res = NULL;
     struct att *a;
@@ -3420,6 +3455,7 @@ static void run_pool(unsigned long long seed, int idx, struct rng *sg)
     for (int i = 0; i < N_GSLOTS; i++)
         pthread_mutex_init(&ps->gslots[i].mu, NULL);
     pthread_mutex_init(&ps->bmu, NULL);
+    pthread_mutex_init(&ps->fresh_mu, NULL);
     pthread_cond_init(&ps->bcv, NULL);
 
     created = now_ns();
@@ -3637,6 +3673,7 @@ out:
     for (int i = 0; i < N_GSLOTS; i++)
         pthread_mutex_destroy(&ps->gslots[i].mu);
     pthread_mutex_destroy(&ps->bmu);
+    pthread_mutex_destroy(&ps->fresh_mu);
     pthread_cond_destroy(&ps->bcv);
     pthread_mutex_destroy(&ps->lock_mu);
     pthread_mutex_destroy(&ps->log.mu);

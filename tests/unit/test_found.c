@@ -71,13 +71,16 @@ static int wait_gate_fn(crew_ctx_t *ctx, void *arg, void **result)
  * An attempt that timed out while queued leaves a stale entry behind, and
  * with every worker stuck (left behind by the shutdown) no worker pops
  * it.  After the shutdown nothing counts as queued any more, and a second
- * shutdown, of either kind, returns at once.
+ * shutdown, of either kind, returns at once.  (In a fiber run the
+ * replacements are threads, within `threads` + max_overtime: one thread,
+ * so that the two stuck ones use up the bound.)
  */
 START_TEST(found__no_stale_queued_after_shutdown)
 {
     for (int how = 0; how < 2; how++) {
         crew_opts_t o = { .max_workers = 1,
                           .max_overtime = 1,
+                          .threads = 1, /* fiber run: see above */
                           .task_timeout_ns = 100 * T_MS };
         crew_task_opts_t to = { .timeout_ns = 2 * T_MS };
         crew_task_t *late;

@@ -721,11 +721,20 @@ START_TEST(policy__task_timeout_overrides_pool_default)
 }
 END_TEST
 
+/*
+ * At most max_overtime stuck workers are replaced.  In a fiber run
+ * (harness.h) the replacements are of threads: threads in all stay within
+ * `threads` + max_overtime, so the pool gets one thread (thread mode
+ * ignores the option), and A and B, each stuck on its thread, are the
+ * two that bound allows; the budget (max_workers) bounds fibers, and
+ * each timed-out one gave its place back.
+ */
 START_TEST(policy__max_overtime_bounds_replacements)
 {
     crew_opts_t po = { .max_workers = 1,
                        .max_overtime = 1,
                        .prespawn = true,
+                       .threads = 1,
                        .free_result = count_free };
     crew_t *pool = NULL;
     reset_freed();
