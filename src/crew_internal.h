@@ -580,6 +580,8 @@ void crew__lend_init(struct crew__lend *l);
 bool crew__lend_due(struct crew__lend *l, int64_t *until);
 void crew__lend(struct crew__lend *l);
 void crew__reclaim(struct crew__lend *l);
+int crew__wait_step(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t until,
+                    struct crew__lend *l);
 void crew__reap_locked(crew_t *pool);
 void crew__stat_fold_locked(crew_t *pool, struct crew__worker *w);
 void crew__publish_idle_locked(crew_t *pool);

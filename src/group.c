@@ -321,28 +321,10 @@ static int wait_common(crew_group_t *g, int64_t timeout_ns)
     }
     crew__lend_init(&lend);
     pthread_mutex_lock(&g->mu);
-    while ((g->unfinished > 0 || g->reporting > 0) && rc == 0) {
-        int64_t end = until_ns;
-        struct timespec ts;
-
-        if (crew__lend_due(&lend, &end)) {
-            /* As in crew_task_wait: lend the worker's place, without
-             * this lock held. */
-            pthread_mutex_unlock(&g->mu);
-            crew__lend(&lend);
-            pthread_mutex_lock(&g->mu);
-            continue;
-        }
-        if (end == 0) {
-            pthread_cond_wait(&g->cv, &g->mu);
-            continue;
-        }
-        ts.tv_sec = (time_t)(end / 1000000000);
-        ts.tv_nsec = (long)(end % 1000000000);
-        if (pthread_cond_timedwait(&g->cv, &g->mu, &ts) == ETIMEDOUT &&
-            end == until_ns && (g->unfinished > 0 || g->reporting > 0))
+    while ((g->unfinished > 0 || g->reporting > 0) && rc == 0)
+        if (crew__wait_step(&g->cv, &g->mu, until_ns, &lend) == ETIMEDOUT &&
+            (g->unfinished > 0 || g->reporting > 0))
             rc = CREW_ETIMEDOUT;
-    }
     if (rc == 0)
         rc = g->first_err;
     pthread_mutex_unlock(&g->mu);

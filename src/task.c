@@ -1031,28 +1031,9 @@ static int block_on(crew_task_t *t, const struct timespec *deadline,
     crew__lend_init(&lend);
     pthread_mutex_lock(&t->mu);
     t->waiters++;
-    while (!t->done && rc == 0) {
-        int64_t end = until;
-        struct timespec ts;
-
-        if (crew__lend_due(&lend, &end)) {
-            /* Blocked for long inside a task: lend the worker's place
-             * (worker.c), without this leaf lock held. */
-            pthread_mutex_unlock(&t->mu);
-            crew__lend(&lend);
-            pthread_mutex_lock(&t->mu);
-            continue;
-        }
-        if (end == 0) {
-            pthread_cond_wait(&t->cv, &t->mu);
-            continue;
-        }
-        ts.tv_sec = (time_t)(end / 1000000000);
-        ts.tv_nsec = (long)(end % 1000000000);
-        if (pthread_cond_timedwait(&t->cv, &t->mu, &ts) == ETIMEDOUT &&
-            end == until)
+    while (!t->done && rc == 0)
+        if (crew__wait_step(&t->cv, &t->mu, until, &lend) == ETIMEDOUT)
             rc = t->done ? 0 : CREW_ETIMEDOUT;
-    }
     t->waiters--;
     if (rc == 0)
         rc = outcome_locked(t, result);

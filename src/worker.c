@@ -776,3 +776,34 @@ void crew__reclaim(struct crew__lend *l)
     }
     pthread_mutex_unlock(&pool->lock);
 }
+
+/*
+ * One wait on `cv` (with `mu` held) of a loop that waits for something
+ * inside a task, or anywhere: at the lending time (crew__lend_due) it
+ * lends the worker's place instead, with `mu` dropped meanwhile (the
+ * waiters' locks are leaves, pool->lock must not be taken under them).
+ * Returns ETIMEDOUT once `until` (ns on CLOCK_MONOTONIC, 0: none) has
+ * passed, else 0 (woken, lent, or spurious: the caller re-checks).
+ */
+int crew__wait_step(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t until,
+                    struct crew__lend *l)
+{
+    int64_t end = until;
+    struct timespec ts;
+
+    if (crew__lend_due(l, &end)) {
+        pthread_mutex_unlock(mu);
+        crew__lend(l);
+        pthread_mutex_lock(mu);
+        return 0;
+    }
+    if (end == 0) {
+        pthread_cond_wait(cv, mu);
+        return 0;
+    }
+    ts.tv_sec = (time_t)(end / 1000000000);
+    ts.tv_nsec = (long)(end % 1000000000);
+    if (pthread_cond_timedwait(cv, mu, &ts) == ETIMEDOUT && end == until)
+        return ETIMEDOUT;
+    return 0;
+}

@@ -101,6 +101,10 @@ static int spin_fn(crew_ctx_t *ctx, void *arg, void **result)
             atomic_store(&sp->saw_timeout, true);
         sched_yield(); /* the OS thread's, not crew's */
     }
+    /* Released after its deadline passed: it must see that now, even if
+     * its thread got no turn in between (a loaded machine). */
+    if (crew_ctx_timed_out(ctx))
+        atomic_store(&sp->saw_timeout, true);
     *result = &late_token;
     t_count_add(&sp->ended, 1);
     return 0;
