@@ -377,9 +377,17 @@ static void schedule_retry(crew_t *pool, struct crew_task *f, unsigned k,
 {
     int64_t wait = backoff_ns(pool, f, k);
 
-    set_state(f, CREW__QUEUED);
+    /* QUEUED only while the retry is still waiting: a cancel may have
+     * ended the task since our CAS and stored CANCELED (the fuzzer met
+     * this: an attempt timed out queued, cancelled at once). */
+    pthread_mutex_lock(&f->mu);
+    if (atomic_load_explicit(&f->phase, memory_order_acquire) ==
+        PHASE(k + 1, CREW__PH_WAIT))
+        atomic_store_explicit(&f->rec.state, CREW__QUEUED,
+                              memory_order_seq_cst);
+    pthread_mutex_unlock(&f->mu);
     /*
-     * seq_cst, with set_state()'s store: crew_task_cancel() stores its
+     * seq_cst, with the store above: crew_task_cancel() stores its
      * request and then loads the state.  Either it sees QUEUED and
      * cancels the waiting retry itself, or we see its request here and
      * end the task with this attempt's error: a task is never retried
