@@ -170,7 +170,8 @@ typedef struct crew_opts {
     int64_t task_timeout_ns;  /* default per-attempt timeout of every
                                  task, plain submits included (see
                                  crew_spawn()); 0: none */
-    unsigned max_overtime;    /* workers stuck in timed-out tasks that may
+    unsigned max_overtime;    /* workers stuck in timed-out tasks, or
+                                 blocked in waits inside tasks, that may
                                  be replaced (threads in all stay within
                                  max_workers + max_overtime); default
                                  max_workers.  Fiber mode: threads stuck
@@ -279,8 +280,11 @@ typedef struct crew_stats {
                                  threads stuck so, or back from it with
                                  no room, finishing the fibers they hold
                                  before they leave) */
-    unsigned threads;         /* live OS threads of the pool (in thread
-                                 mode the same as workers) */
+    unsigned threads;         /* OS threads of the pool: thread mode,
+                                 workers plus those stuck in timed-out
+                                 tasks or blocked in waits (see
+                                 crew_task_wait()); fiber mode, scheduler
+                                 threads in the live count */
     uint64_t queued;          /* accepted, waiting to start */
     uint64_t running;         /* running now, not counting an attempt
                                  that timed out and has not returned
@@ -292,7 +296,12 @@ typedef struct crew_stats {
     unsigned workers;         /* live worker threads (fiber mode: tasks
                                  holding a place in the budget, which a
                                  fiber gives back just after its task is
-                                 reported) */
+                                 reported, and while it waits on a
+                                 future, group or event; back from the
+                                 wait it takes its place again even
+                                 above the budget, and max_workers then
+                                 shows the count in force until it falls
+                                 back) */
     unsigned idle_workers;    /* live workers waiting for work (fiber
                                  mode: OS threads) */
     unsigned peak_workers;    /* most live workers ever */
@@ -381,8 +390,10 @@ CREW_API int crew_spawn(crew_t *pool, crew_fn fn, void *arg,
  * on the waiting task's stack.  A task (thread mode) still blocked here
  * after 2 ms stops counting against max_workers until the wait ends, so
  * that another worker can run what it waits for (a task queued later,
- * after a delay or a backoff); then it waits for a place to be free again.
- * CREW_EINVAL for NULL, CREW_EDEADLK when a task waits for its own future.
+ * after a delay or a backoff; within max_overtime such replacements);
+ * then it waits for a place to be free again, so a timed wait may return
+ * that much later than its timeout.  CREW_EINVAL for NULL, CREW_EDEADLK
+ * when a task waits for its own future.
  */
 CREW_API int crew_task_wait(crew_task_t *task, void **result);
 

@@ -82,6 +82,12 @@ struct crew__attempt {
                                   task, state the attempt number */
     int64_t deadline;          /* this attempt's, set before it is queued
                                   and never changed; 0: none */
+    struct crew__attempt *outer; /* under pool->lock, while it runs with a
+                                  deadline in thread mode: the attempt
+                                  its worker was in before (policy.c) */
+    struct crew__attempt *outer_run; /* while it runs: the attempt its
+                                  thread was running it in (crew__run),
+                                  for crew__abandon() */
 };
 
 /* A future: a record plus what its caller and waiters need. */
@@ -229,8 +235,9 @@ struct crew__worker {
     bool exited;               /* under pool->lock: thread is leaving */
     bool overtime;             /* under pool->lock: stuck in a timed-out
                                   task, not counted in live */
-    struct crew_task *current; /* under pool->lock: the attempt with a
-                                  deadline it is running, if any */
+    struct crew__attempt *current; /* under pool->lock: the innermost
+                                  attempt with a deadline it is running,
+                                  if any (chained through `outer`) */
     /* Its share of the statistics: written only by this worker (a load and
      * a store, no read-modify-write on a line others write), summed by
      * crew_stats() under pool->lock, folded into the pool's totals when
@@ -532,6 +539,9 @@ struct crew__waiter {
     struct crew__fiber *f;
     unsigned gen;              /* the park it waits in */
     pthread_mutex_t *mu;       /* the list's lock */
+    unsigned *held;            /* optional: a count under mu that the
+                                  wait holds; dropped for it if its fiber
+                                  is lost (pthread_exit on its thread) */
 };
 
 struct crew__sched;
@@ -549,6 +559,9 @@ void crew__fiber_park(pthread_mutex_t *mu, int64_t until, bool interruptible);
 unsigned crew__fiber_next_park(void);
 void crew__fiber_wait_on(struct crew__waiter **q, pthread_mutex_t *mu,
                          int64_t until, bool interruptible);
+void crew__fiber_wait_on_held(struct crew__waiter **q, pthread_mutex_t *mu,
+                              int64_t until, bool interruptible,
+                              unsigned *held);
 void crew__waiter_add(struct crew__waiter **q, struct crew__waiter *w);
 void crew__waiter_remove(struct crew__waiter *w);
 struct crew__fiber *crew__waiters_take(struct crew__waiter **q);
@@ -580,6 +593,9 @@ void crew__lend_init(struct crew__lend *l);
 bool crew__lend_due(struct crew__lend *l, int64_t *until);
 void crew__lend(struct crew__lend *l);
 void crew__reclaim(struct crew__lend *l);
+
+/* policy.c: a worker thread ends inside attempts (pthread_exit). */
+void crew__policy_thread_gone_locked(struct crew__worker *w);
 int crew__wait_step(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t until,
                     struct crew__lend *l);
 void crew__reap_locked(crew_t *pool);
@@ -635,8 +651,8 @@ int64_t crew__after_ns(int64_t ns);
 
 /* task.c */
 void crew__report(crew_t *pool, struct crew__rec *t, int err, void *result);
-void crew__abandon(crew_t *pool, struct crew__rec *t);
-void crew__policy_abandon(crew_t *pool, struct crew_task *f);
+void crew__abandon(crew_t *pool, struct crew__rec *t, struct crew__rec *proxy);
+void crew__policy_abandon(crew_t *pool, struct crew_task *f, unsigned k);
 void crew__future_unref(struct crew_task *f);
 int crew__enqueue(crew_t *pool, struct crew__rec *t, unsigned char count,
                   const struct crew_task *f);

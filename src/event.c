@@ -17,6 +17,11 @@ struct crew_event {
     pthread_cond_t cv;
     bool set;
     unsigned waiters;           /* threads on cv */
+    unsigned users;             /* waits under way, from their first lock
+                                  to their last unlock: while any is,
+                                  crew_event_free() says CREW_EBUSY (a
+                                  wait drops the lock to park or to lend
+                                  its worker's place, and comes back) */
     struct crew__waiter *fwaiters; /* fibers */
 };
 
@@ -50,7 +55,7 @@ int crew_event_free(crew_event_t *event)
     if (event == NULL)
         return 0;
     pthread_mutex_lock(&event->mu);
-    busy = event->waiters > 0 || event->fwaiters != NULL;
+    busy = event->users > 0;
     pthread_mutex_unlock(&event->mu);
     if (busy)
         return CREW_EBUSY;
@@ -121,7 +126,8 @@ static int wait_locked(crew_event_t *ev, int64_t until, bool fiber,
         if (until != 0 && crew__now_ns() >= until)
             return CREW_ETIMEDOUT;
         if (fiber) {
-            crew__fiber_wait_on(&ev->fwaiters, &ev->mu, end, true);
+            crew__fiber_wait_on_held(&ev->fwaiters, &ev->mu, end, true,
+                                     &ev->users);
         } else {
             struct timespec ts;
 
@@ -171,7 +177,9 @@ static int event_wait(crew_event_t *ev, int64_t timeout_ns)
     }
     crew__lend_init(&lend);
     pthread_mutex_lock(&ev->mu);
+    ev->users++;
     rc = wait_locked(ev, until, fiber, &lend);
+    ev->users--;
     pthread_mutex_unlock(&ev->mu);
     crew__reclaim(&lend);
     if (fiber) {

@@ -831,11 +831,21 @@ struct crew__fiber *crew__waiters_take(struct crew__waiter **q)
 void crew__fiber_wait_on(struct crew__waiter **q, pthread_mutex_t *mu,
                          int64_t until, bool interruptible)
 {
+    crew__fiber_wait_on_held(q, mu, until, interruptible, NULL);
+}
+
+/* The same, for a wait that holds a count under `mu` (`held`, counted by
+ * the caller): if the fiber is lost, crew__fiber_thread_lost() drops it. */
+void crew__fiber_wait_on_held(struct crew__waiter **q, pthread_mutex_t *mu,
+                              int64_t until, bool interruptible,
+                              unsigned *held)
+{
     struct crew__fiber *f = self_sched->current;
     struct crew__waiter w;
 
     crew__waiter_add(q, &w);
     w.mu = mu;
+    w.held = held;
     f->waiter = &w;
     crew__fiber_park(mu, until, interruptible);
     pthread_mutex_lock(mu);
@@ -955,6 +965,18 @@ void crew_yield(void)
 
 /* --- The scheduler ------------------------------------------------------ */
 
+/* n places are held now: the most ever held (a statistic; relaxed). */
+static void note_peak(crew_t *pool, unsigned n)
+{
+    unsigned peak = atomic_load_explicit(&pool->fibers_peak,
+                                         memory_order_relaxed);
+
+    while (n > peak && !atomic_compare_exchange_weak_explicit(
+                           &pool->fibers_peak, &peak, n,
+                           memory_order_relaxed, memory_order_relaxed))
+        ;
+}
+
 /* Reserve a place in the pool's fiber budget. */
 static bool budget_take(crew_t *pool)
 {
@@ -967,15 +989,7 @@ static bool budget_take(crew_t *pool)
                                                   n + 1,
                                                   memory_order_relaxed,
                                                   memory_order_relaxed)) {
-            unsigned peak = atomic_load_explicit(&pool->fibers_peak,
-                                                 memory_order_relaxed);
-
-            /* Relaxed: a statistic. */
-            while (n + 1 > peak &&
-                   !atomic_compare_exchange_weak_explicit(
-                       &pool->fibers_peak, &peak, n + 1,
-                       memory_order_relaxed, memory_order_relaxed))
-                ;
+            note_peak(pool, n + 1);
             return true;
         }
     return false;
@@ -1061,9 +1075,11 @@ void crew__fiber_wait_end(void)
      * give the place back, or its exchange takes the place. */
     if (atomic_load_explicit(&f->overtime, memory_order_seq_cst))
         return;
-    /* Relaxed: a count, as in budget_take(). */
-    atomic_fetch_add_explicit(&self_sched->pool->fibers_live, 1,
-                              memory_order_relaxed);
+    /* Relaxed: a count, as in budget_take().  It may go above the budget
+     * (crew.h, crew_stats_t.workers): the peak shows it. */
+    note_peak(self_sched->pool,
+              atomic_fetch_add_explicit(&self_sched->pool->fibers_live, 1,
+                                        memory_order_relaxed) + 1);
     if (f->timed == NULL) {
         atomic_store_explicit(&f->holds_place, true, memory_order_relaxed);
         return;
@@ -1441,6 +1457,8 @@ void crew__fiber_thread_lost(crew_t *pool)
         if (w != NULL) {
             pthread_mutex_lock(w->mu);
             crew__waiter_remove(w);
+            if (w->held != NULL)
+                (*w->held)--;   /* its wait will never end */
             pthread_mutex_unlock(w->mu);
         }
         if (r != NULL && crew__is_future(r)) {
@@ -1457,8 +1475,7 @@ void crew__fiber_thread_lost(crew_t *pool)
         if (r != NULL) {
             crew__running = r;
             crew__proxy = f->saved_proxy;
-            crew__abandon(pool, (struct crew__rec *)r);
-            free(f->saved_proxy);
+            crew__abandon(pool, (struct crew__rec *)r, f->saved_proxy);
         }
         timed_end(f);           /* the timer must not find it any more */
     }

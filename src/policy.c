@@ -495,7 +495,8 @@ static void mark_overtime(crew_t *pool, struct crew_task *f)
      * max_overtime bounds the replacements (see crew__spawn_locked).
      */
     w = f->runner;
-    if (w != NULL && w->current == f && !w->overtime) {
+    if (w != NULL && w->current != NULL && w->current->rec.arg == f &&
+        !w->overtime) {
         w->overtime = true;
         pool->overtime++;
         if (w->lent) {
@@ -505,6 +506,8 @@ static void mark_overtime(crew_t *pool, struct crew_task *f)
             pool->lent--;
         } else {
             atomic_fetch_sub_explicit(&pool->live, 1, memory_order_relaxed);
+            /* A place is free: a lender waiting for one takes it. */
+            pthread_cond_broadcast(&pool->done_cv);
         }
         if (atomic_load_explicit(&pool->live, memory_order_relaxed) <=
             atomic_load_explicit(&pool->max_target, memory_order_relaxed))
@@ -526,31 +529,50 @@ static void mark_overtime(crew_t *pool, struct crew_task *f)
  * mark_overtime() marks this worker only while it is inside the attempt.
  * Leaving, a worker marked overtime counts itself back in if there is
  * room; if not, it stays overtime and leaves the pool when back in its
- * loop.  Returns the attempt it was in before (nested runs).
+ * loop.  Attempts nest (a wait that helps runs others on the same
+ * stack): w->current is the innermost, chained through `outer`.
  */
-static struct crew_task *enter(crew_t *pool, struct crew_task *f)
+static void enter(crew_t *pool, struct crew__attempt *a)
 {
     struct crew__worker *w = crew__self;
-    struct crew_task *prev;
 
     pthread_mutex_lock(&pool->lock);
-    prev = w->current;
-    w->current = f;
-    f->runner = w;
+    a->outer = w->current;
+    w->current = a;
+    ((struct crew_task *)a->rec.arg)->runner = w;
     pthread_mutex_unlock(&pool->lock);
-    return prev;
 }
 
-static void leave(crew_t *pool, struct crew_task *prev)
+/* The worker no longer runs attempt a's task: forget it as its runner
+ * (a later attempt of the same task may run elsewhere by now). */
+static void unrun_locked(struct crew__worker *w, struct crew__attempt *a)
+{
+    struct crew_task *f = a->rec.arg;
+
+    if (f->runner == w)
+        f->runner = NULL;
+}
+
+/*
+ * A worker thread ends inside attempts (pthread_exit in a task, maybe
+ * nested in a helping wait): none of their tasks may name it as runner
+ * once it is freed.  With pool->lock held.
+ */
+void crew__policy_thread_gone_locked(struct crew__worker *w)
+{
+    for (struct crew__attempt *a = w->current; a != NULL; a = a->outer)
+        unrun_locked(w, a);
+    w->current = NULL;
+}
+
+static void leave(crew_t *pool, struct crew__attempt *a)
 {
     struct crew__worker *w = crew__self;
     unsigned live;
 
     pthread_mutex_lock(&pool->lock);
-    /* A later attempt of the same task may run elsewhere by now. */
-    if (w->current->runner == w)
-        w->current->runner = NULL;
-    w->current = prev;
+    unrun_locked(w, a);
+    w->current = a->outer;
     live = atomic_load_explicit(&pool->live, memory_order_relaxed);
     /*
      * Room again: count it back in, also while the pool drains (then it
@@ -579,7 +601,7 @@ void crew__run_proxy(crew_t *pool, struct crew__rec *proxy,
                                                 memory_order_relaxed);
     uint64_t p = PHASE(k, CREW__PH_QUEUED);
     struct crew_ctx ctx = { pool, &f->rec, worker_id, k, 0 };
-    struct crew_task *prev = NULL;
+    struct crew__attempt *a = (struct crew__attempt *)proxy;
     const struct crew__rec *outer;
     bool timed = f->timeout_ns > 0, late;
     /* Only thread mode tracks which worker is inside an attempt: in
@@ -601,12 +623,12 @@ void crew__run_proxy(crew_t *pool, struct crew__rec *proxy,
         goto drop;
     }
     if (tracked)
-        prev = enter(pool, f);
+        enter(pool, a);
     if (!atomic_compare_exchange_strong_explicit(
             &f->phase, &p, PHASE(k, CREW__PH_RUNNING), memory_order_acq_rel,
             memory_order_acquire)) {
         if (tracked)
-            leave(pool, prev);
+            leave(pool, a);
         goto drop;              /* stale: timed out or cancelled queued */
     }
     /* RUNNING only while the attempt runs: see set_state().  Acquire on
@@ -619,7 +641,7 @@ void crew__run_proxy(crew_t *pool, struct crew__rec *proxy,
     pthread_mutex_unlock(&f->mu);
     /* Its own deadline, not the task's latest (a retry may be queued by
      * now if this one is already late). */
-    ctx.deadline = ((struct crew__attempt *)proxy)->deadline;
+    ctx.deadline = a->deadline;
     /* Counted once each way: this +1 always, the -1 by whoever moves the
      * phase on (uncount()), which may be the timer, even before this. */
     crew__stat_running(pool, 1);
@@ -629,7 +651,7 @@ void crew__run_proxy(crew_t *pool, struct crew__rec *proxy,
     err = f->rec.fn(&ctx, f->rec.arg, &result);
     crew__running = outer;
     if (tracked)
-        leave(pool, prev);
+        leave(pool, a);
     /*
      * Past its deadline, an attempt is late even if the timer thread has
      * not got round to it yet: the outcome must not depend on how busy
@@ -679,15 +701,16 @@ drop:
     crew__future_unref(f);      /* the proxy's (now the attempt's) ref */
 }
 
-/* The running attempt's thread is ending (pthread_exit): end the task. */
-void crew__policy_abandon(crew_t *pool, struct crew_task *f)
+/* Attempt k's thread is ending (pthread_exit): end the task if the
+ * attempt still runs, and drop the attempt's reference. */
+void crew__policy_abandon(crew_t *pool, struct crew_task *f, unsigned k)
 {
-    uint64_t p = atomic_load_explicit(&f->phase, memory_order_acquire);
+    /* Only attempt k: a later one may be running elsewhere by now. */
+    uint64_t p = PHASE(k, CREW__PH_RUNNING);
 
-    if (PH(p) == CREW__PH_RUNNING &&
-        atomic_compare_exchange_strong_explicit(
-            &f->phase, &p, PHASE(ATTEMPT(p), CREW__PH_FINAL),
-            memory_order_acq_rel, memory_order_acquire)) {
+    if (atomic_compare_exchange_strong_explicit(
+            &f->phase, &p, PHASE(k, CREW__PH_FINAL), memory_order_acq_rel,
+            memory_order_acquire)) {
         uncount(pool, f);
         finish(pool, f, CREW_EEXIT, NULL, true);
     }

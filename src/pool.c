@@ -545,6 +545,10 @@ int crew_resize(crew_t *pool, unsigned min_workers, unsigned max_workers)
            atomic_load_explicit(&pool->live, memory_order_relaxed) <
                min_workers)
         rc = crew__spawn_locked(pool);
+    /* Bounded (places held for lenders, max_overtime): no thread failed;
+     * the minimum is reached as those come back or go. */
+    if (rc == CREW_EAGAIN)
+        rc = 0;
     while (atomic_load_explicit(&pool->live, memory_order_relaxed) <
                max_workers &&
            atomic_load_explicit(&pool->queued, memory_order_relaxed) >
@@ -651,8 +655,13 @@ void crew_stats(crew_t *pool, crew_stats_t *st)
     st->peak_workers = pool->peak;
     st->min_workers = pool->min_workers;
     st->max_workers = pool->max_shown;
-    st->threads = st->workers;
+    /* Thread mode: every worker thread, live, stuck in a timed-out task,
+     * or blocked in a wait with its place lent. */
+    st->threads = st->workers + pool->overtime + pool->lent;
     if (pool->opts.fibers) {
+        /* Scheduler threads in the live count (a stuck one is in
+         * overtime_workers). */
+        st->threads = st->workers;
         /* Workers are fibers here: tasks in flight, within the budget. */
         st->workers = atomic_load_explicit(&pool->fibers_live,
                                            memory_order_relaxed);

@@ -687,16 +687,31 @@ static bool run_out_of_turn(crew_t *pool, struct crew__rec *t,
 }
 
 /*
- * The thread running t is ending in the middle of it (pthread_exit):
- * report t as failed with CREW_EEXIT, once, as if it had returned that.
+ * The thread running t is ending in the middle of it (pthread_exit), and
+ * `proxy` is the innermost attempt record it is in (crew__proxy; attempts
+ * nest through helping waits, chained by outer_run): report t as failed
+ * with CREW_EEXIT, once, as if it had returned that, and so every attempt
+ * of a task with a policy it was nested in, and free their records.  A
+ * plain task that a helping wait was nested in is not known here: it is
+ * not reported (README, Limitations).
  */
-void crew__abandon(crew_t *pool, struct crew__rec *t)
+void crew__abandon(crew_t *pool, struct crew__rec *t, struct crew__rec *proxy)
 {
-    if (t->flags & CREW__F_POLICY) {
+    /* Before the loop, which may free t (a task with a policy). */
+    bool plain = t != NULL && !(t->flags & CREW__F_POLICY);
+
+    while (proxy != NULL) {
+        struct crew__attempt *a = (struct crew__attempt *)proxy;
+
+        proxy = a->outer_run != NULL ? &a->outer_run->rec : NULL;
         /* It uncounts the attempt if the deadline has not already. */
-        crew__policy_abandon(pool, crew__future(t));
-        return;
+        crew__policy_abandon(pool, a->rec.arg,
+                             (unsigned)atomic_load_explicit(
+                                 &a->rec.state, memory_order_relaxed));
+        free(a);
     }
+    if (!plain)
+        return;                 /* none, or done with its attempt above */
     crew__stat_running(pool, -1);
     if (crew__is_future(t))
         crew__group_running(t, -1);
@@ -713,7 +728,10 @@ void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id)
     if (t->flags & CREW__F_PROXY) {
         struct crew__rec *outer_proxy = crew__proxy;
 
-        /* Known to a cleanup if the thread ends inside (pthread_exit). */
+        /* Known to a cleanup if the thread ends inside (pthread_exit),
+         * with the ones it runs nested in. */
+        ((struct crew__attempt *)t)->outer_run =
+            (struct crew__attempt *)outer_proxy;
         crew__proxy = t;
         crew__run_proxy(pool, t, worker_id);
         crew__proxy = outer_proxy;

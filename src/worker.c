@@ -420,8 +420,9 @@ static void worker_leave(struct crew__worker *w)
  * failed (CREW_EEXIT) so nobody waits for it, take the worker out of the
  * live count, and start a replacement if work waits.  In fiber mode the
  * thread's other fibers are lost with it: their tasks are reported
- * CREW_EEXIT too.  Known limitation: tasks nested below the innermost one
- * (helping waits) are not reported.
+ * CREW_EEXIT too, and so are the tasks with a policy it ran nested in
+ * (helping waits).  Known limitation: plain tasks it ran nested in are
+ * not reported.
  */
 static void worker_exit_early(void *arg)
 {
@@ -429,9 +430,12 @@ static void worker_exit_early(void *arg)
     crew_t *pool = w->pool;
     const struct crew__rec *t = crew__running;
 
-    if (t != NULL)
-        crew__abandon(pool, (struct crew__rec *)t);
-    free(crew__proxy);          /* crew__run would have, on return */
+    /* First: no task may name this worker as its runner once it goes,
+     * and abandoning may free the tasks. */
+    pthread_mutex_lock(&pool->lock);
+    crew__policy_thread_gone_locked(w);
+    pthread_mutex_unlock(&pool->lock);
+    crew__abandon(pool, (struct crew__rec *)t, crew__proxy);
     crew__proxy = NULL;
     if (pool->opts.fibers)
         crew__fiber_thread_lost(pool);  /* and the thread's other fibers */
@@ -577,9 +581,10 @@ int crew__spawn_locked(crew_t *pool)
     pthread_attr_t attr;
     sigset_t all, old;
     int rc;
-    /* Workers stuck in timed-out tasks do not count against max_workers,
-     * but only max_overtime of them may be replaced: a pool of hung tasks
-     * does not grow without end. */
+    /* Workers stuck in timed-out tasks, or blocked in waits inside tasks,
+     * do not count against max_workers, but only max_overtime of them may
+     * be replaced: a pool of hung or waiting tasks does not grow without
+     * end. */
     unsigned live = atomic_load_explicit(&pool->live, memory_order_relaxed);
     unsigned max = atomic_load_explicit(&pool->max_target,
                                         memory_order_relaxed);
@@ -588,7 +593,10 @@ int crew__spawn_locked(crew_t *pool)
      * during a shrink waits for the shrink to finish), counting places
      * that lenders are waiting to take back (see crew__reclaim). */
     live += atomic_load_explicit(&pool->reclaiming, memory_order_relaxed);
-    if (live >= max || live + pool->overtime >= max + pool->opts.max_overtime)
+    /* Workers whose place is lent (blocked waits) count with the stuck
+     * ones: threads in all stay within max_workers + max_overtime. */
+    if (live >= max ||
+        live + pool->overtime + pool->lent >= max + pool->opts.max_overtime)
         return CREW_EAGAIN;
     crew__reap_locked(pool);
     w = crew__calloc(1, sizeof(*w));
@@ -690,7 +698,10 @@ void crew__lend_init(struct crew__lend *l)
 
     l->pool = NULL;
     l->lent = false;
-    if (w != NULL && !w->pool->opts.fibers && !crew__in_fiber()) {
+    /* Only a task's wait: not a start or stop hook's, which run on a
+     * worker that does not hold a place (yet, or any more). */
+    if (w != NULL && crew__running != NULL && !w->pool->opts.fibers &&
+        !crew__in_fiber()) {
         l->pool = w->pool;
         l->at = crew__after_ns(LEND_AFTER_NS);
     }

@@ -1052,8 +1052,12 @@ static void check_stats(struct pstate *ps, const char *op, bool inside)
               "stats (fibers): %u threads (%u idle) of %u", st.threads,
               st.idle_workers, ps->threads);
     } else {
-        CHECK(st.idle_workers <= st.workers && st.threads == st.workers, op,
-              "stats: %u idle of %u workers, %u threads", st.idle_workers,
+        /* Threads: the workers, plus those stuck in timed-out tasks or
+         * blocked in waits (not counted in workers). */
+        CHECK(st.idle_workers <= st.workers &&
+                  st.threads >= st.workers + st.overtime_workers &&
+                  st.threads <= atomic_load(&ps->max_ever) + ps->overtime_max,
+              op, "stats: %u idle of %u workers, %u threads", st.idle_workers,
               st.workers, st.threads);
         /* Every stuck worker is overtime; only max_overtime of them are
          * replaced, so threads in all stay within the bounds. */
@@ -1074,8 +1078,11 @@ static void check_stats(struct pstate *ps, const char *op, bool inside)
           (unsigned long long)st.completed, (unsigned long long)st.failed,
           (unsigned long long)st.cancelled, (unsigned long long)st.running,
           (unsigned long long)st.submitted);
+    /* The calling task's worker is live, or overtime: a task without a
+     * deadline may run nested in the helping wait of an attempt that had
+     * one and has passed it. */
     if (inside)
-        CHECK(st.running >= 1 && st.workers >= 1, op,
+        CHECK(st.running >= 1 && st.workers + st.overtime_workers >= 1, op,
               "stats from inside a task: running %llu, workers %u",
               (unsigned long long)st.running, st.workers);
 }

@@ -491,6 +491,136 @@ START_TEST(found__waits_in_tasks_on_one_worker)
 }
 END_TEST
 
+/*
+ * Faults a fresh tester found (issue 6's attack, this session).
+ */
+
+#if defined(__SANITIZE_THREAD__)
+#define FOUND_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define FOUND_TSAN 1
+#endif
+#endif
+
+/* B, run nested by A's helping wait, ends its thread; A has a deadline. */
+static int exit_thread_fn(crew_ctx_t *ctx, void *arg, void **result)
+{
+    (void)ctx;
+    (void)arg;
+    (void)result;
+    pthread_exit(NULL);
+}
+
+static int wait_for_exiting_child_fn(crew_ctx_t *ctx, void *arg, void **result)
+{
+    crew_task_t *b = NULL;
+
+    (void)arg;
+    (void)result;
+    if (crew_spawn(crew_ctx_pool(ctx), exit_thread_fn, NULL, NULL, &b) == 0) {
+        (void)crew_task_wait(b, NULL); /* runs B here, nested */
+        crew_task_release(b);
+    }
+    return 0;
+}
+
+/*
+ * A worker that ends (pthread_exit) nested inside an attempt with a
+ * deadline is not left named as that attempt's runner: when the deadline
+ * passes, nothing reads the freed worker, and the pool's counts stay
+ * sane (the live count used to wrap and the pool to die).
+ */
+START_TEST(found__thread_exit_nested_in_timed_attempt)
+{
+    crew_opts_t o = { .max_workers = 1, .idle_timeout_ns = T_MS };
+    crew_task_opts_t to = { .timeout_ns = 100 * T_MS };
+    atomic_long ran = 0;
+    crew_task_t *a;
+    crew_stats_t st;
+    crew_t *pool;
+
+#ifdef FOUND_TSAN
+    /* TSan stops the process at pthread_exit on a fiber's stack (as in
+     * test_hostile.c). */
+    if (crew_test_fibers()) {
+        crew_test_log("skipped: fiber run under ThreadSanitizer");
+        return;
+    }
+#endif
+    ck_assert_int_eq(crew_create(&pool, &o), 0);
+    ck_assert_int_eq(crew_spawn(pool, wait_for_exiting_child_fn, NULL, &to, &a),
+                     0);
+    /* New workers start, and the one that exited is reaped (freed). */
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(crew_submit(pool, t_inc_fn, &ran), 0);
+        ck_assert_int_eq(crew_wait(pool), 0);
+        t_sleep(10 * T_MS);
+    }
+    (void)crew_task_wait_timeout(a, T_LONG, NULL);
+    crew_task_release(a);
+    t_sleep(150 * T_MS); /* past A's deadline */
+    st = t_stats(pool);
+    ck_assert_uint_le(st.workers, st.max_workers);
+    ck_assert_int_eq(crew_submit(pool, t_inc_fn, &ran), 0);
+    ck_assert_int_eq(crew_wait(pool), 0);
+    ck_assert_int_eq(atomic_load(&ran), 6);
+    ck_assert_int_eq(crew_free(pool), 0);
+}
+END_TEST
+
+static atomic_int hook_calls;
+
+static void slow_stop_hook(crew_t *pool, unsigned id, void *user)
+{
+    crew_event_t *ev = user;
+
+    (void)pool;
+    (void)id;
+    atomic_fetch_add(&hook_calls, 1);
+    /* A wait longer than the lending delay, outside any task. */
+    (void)crew_event_wait_timeout(ev, 20 * T_MS);
+}
+
+/*
+ * A wait in a thread hook (not in a task) lends nothing: the worker
+ * holds no place there.  The live count used to be taken down twice and
+ * wrap, and the pool to stop running tasks.
+ */
+START_TEST(found__wait_in_stop_hook_lends_nothing)
+{
+    crew_opts_t o = { .max_workers = 2,
+                      .idle_timeout_ns = T_MS,
+                      .on_thread_stop = slow_stop_hook };
+    atomic_long ran = 0;
+    crew_event_t *ev;
+    crew_stats_t st;
+    crew_t *pool;
+    bool ok;
+
+    atomic_store(&hook_calls, 0);
+    ck_assert_int_eq(crew_event_create(&ev), 0);
+    o.user = ev;
+    ck_assert_int_eq(crew_create(&pool, &o), 0);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(crew_submit(pool, t_inc_fn, &ran), 0);
+    ck_assert_int_eq(crew_wait(pool), 0);
+    /* The idle workers retire, through the slow hook. */
+    T_EVENTUALLY(ok, atomic_load(&hook_calls) >= 1, T_LONG);
+    ck_assert(ok);
+    t_sleep(50 * T_MS);
+    st = t_stats(pool);
+    ck_assert_uint_le(st.workers, st.max_workers);
+    ck_assert_uint_le(st.threads, st.max_workers);
+    for (int i = 0; i < 4; i++)
+        ck_assert_int_eq(crew_submit(pool, t_inc_fn, &ran), 0);
+    ck_assert_int_eq(crew_wait(pool), 0);
+    ck_assert_int_eq(atomic_load(&ran), 8);
+    ck_assert_int_eq(crew_free(pool), 0);
+    ck_assert_int_eq(crew_event_free(ev), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("found");
@@ -503,5 +633,7 @@ int main(void)
     crew_add_test(s, found__late_attempt_keeps_its_deadline);
     crew_add_test(s, found__final_progress_after_cancel_off_worker);
     crew_add_test(s, found__waits_in_tasks_on_one_worker);
+    crew_add_test(s, found__thread_exit_nested_in_timed_attempt);
+    crew_add_test(s, found__wait_in_stop_hook_lends_nothing);
     return crew_run_suite(s);
 }
