@@ -170,11 +170,11 @@ typedef struct crew_opts {
     int64_t task_timeout_ns;  /* default per-attempt timeout of every
                                  task, plain submits included (see
                                  crew_spawn()); 0: none */
-    unsigned max_overtime;    /* workers stuck in timed-out tasks, or
-                                 blocked in waits inside tasks, that may
+    unsigned max_overtime;    /* workers stuck in timed-out tasks that may
                                  be replaced (threads in all stay within
-                                 max_workers + max_overtime); default
-                                 max_workers.  Fiber mode: threads stuck
+                                 max_workers + max_overtime, plus one per
+                                 task blocked in a wait: see
+                                 crew_task_wait()); default max_workers.  Fiber mode: threads stuck
                                  so, within threads + max_overtime;
                                  default threads */
     crew_progress_cb on_progress; /* optional: the pool's progress */
@@ -390,9 +390,9 @@ CREW_API int crew_spawn(crew_t *pool, crew_fn fn, void *arg,
  * on the waiting task's stack.  A task (thread mode) still blocked here
  * after 2 ms stops counting against max_workers until the wait ends, so
  * that another worker can run what it waits for (a task queued later,
- * after a delay or a backoff; within max_overtime such replacements);
- * then it waits for a place to be free again, so a timed wait may return
- * that much later than its timeout.  CREW_EINVAL for NULL, CREW_EDEADLK
+ * after a delay or a backoff), so a pool has up to one thread more per
+ * task blocked so; then it waits for a place to be free again, so a timed
+ * wait may return that much later than its timeout.  CREW_EINVAL for NULL, CREW_EDEADLK
  * when a task waits for its own future.
  */
 CREW_API int crew_task_wait(crew_task_t *task, void **result);

@@ -1055,8 +1055,7 @@ static void check_stats(struct pstate *ps, const char *op, bool inside)
         /* Threads: the workers, plus those stuck in timed-out tasks or
          * blocked in waits (not counted in workers). */
         CHECK(st.idle_workers <= st.workers &&
-                  st.threads >= st.workers + st.overtime_workers &&
-                  st.threads <= atomic_load(&ps->max_ever) + ps->overtime_max,
+                  st.threads >= st.workers + st.overtime_workers,
               op, "stats: %u idle of %u workers, %u threads", st.idle_workers,
               st.workers, st.threads);
         /* Every stuck worker is overtime; only max_overtime of them are
