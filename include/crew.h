@@ -174,9 +174,10 @@ typedef struct crew_opts {
                                  be replaced (threads in all stay within
                                  max_workers + max_overtime, plus one per
                                  task blocked in a wait: see
-                                 crew_task_wait()); default max_workers.  Fiber mode: threads stuck
-                                 so, within threads + max_overtime;
-                                 default threads */
+                                 crew_task_wait()); default max_workers.
+                                 Fiber mode: threads stuck so, within
+                                 threads + max_overtime; default
+                                 threads */
     crew_progress_cb on_progress; /* optional: the pool's progress */
     int64_t progress_interval_ns; /* default 100 ms */
     int64_t priority_aging_ns; /* 0: no aging; else a waiting task gains
@@ -392,8 +393,8 @@ CREW_API int crew_spawn(crew_t *pool, crew_fn fn, void *arg,
  * that another worker can run what it waits for (a task queued later,
  * after a delay or a backoff), so a pool has up to one thread more per
  * task blocked so; then it waits for a place to be free again, so a timed
- * wait may return that much later than its timeout.  CREW_EINVAL for NULL, CREW_EDEADLK
- * when a task waits for its own future.
+ * wait may return that much later than its timeout.  CREW_EINVAL for
+ * NULL, CREW_EDEADLK when a task waits for its own future.
  */
 CREW_API int crew_task_wait(crew_task_t *task, void **result);
 
