@@ -13,7 +13,7 @@ RELEASE_DIR ?= build/release
 
 .PHONY: all bench bench-locks stress install test deps deps-build style format clean \
 	test-plain test-asan test-tsan test-clang test-style test-consumer \
-	deb test-deb
+	deb test-deb test-aarch64
 
 all: $(RELEASE_DIR)/Makefile
 	$(CMAKE) --build $(RELEASE_DIR) -j $(JOBS)
@@ -70,7 +70,7 @@ deps:
 	./scripts/deps.sh
 
 test-plain test-asan test-tsan test-clang test-style test-consumer \
-test-deb: deps
+test-deb test-aarch64: deps
 	./scripts/test.sh $(@:test-%=%)
 
 style: deps

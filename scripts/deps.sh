@@ -26,6 +26,14 @@ else
     command -v dh >/dev/null 2>&1 || need="$need debhelper"
     command -v lintian >/dev/null 2>&1 || need="$need lintian"
     pkg-config --exists check 2>/dev/null || need="$need check"
+    # The aarch64 flavour (aarch64.sh): a cross compiler, qemu's user mode
+    # and Check built for arm64, through Debian multiarch (which brings the
+    # arm64 C library the test programs load).
+    command -v aarch64-linux-gnu-gcc >/dev/null 2>&1 ||
+        need="$need gcc-aarch64-linux-gnu"
+    command -v qemu-aarch64 >/dev/null 2>&1 || need="$need qemu-user"
+    [ -e /usr/lib/aarch64-linux-gnu/pkgconfig/check.pc ] ||
+        need="$need check:arm64"
 fi
 [ -z "$need" ] && exit 0
 echo "deps: installing$need"
@@ -34,6 +42,11 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 export DEBIAN_FRONTEND=noninteractive
+case $need in
+*:arm64*)
+    dpkg --print-foreign-architectures | grep -qx arm64 ||
+        dpkg --add-architecture arm64 ;;
+esac
 apt-get update -qq
 # shellcheck disable=SC2086
 apt-get install -y -qq $need

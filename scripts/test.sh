@@ -1,5 +1,5 @@
 #!/bin/sh
-# Builds and runs the test suite in up to seven flavours (default: all, in
+# Builds and runs the test suite in up to eight flavours (default: all, in
 # this order):
 #   style  scripts/style.sh: 80 columns, documented API, cppcheck,
 #          clang-tidy, layout
@@ -20,9 +20,13 @@
 #   deb    scripts/deb.sh: build the Debian packages (libcrew0, libcrew-dev)
 #          in build/deb, check their contents, build a program against
 #          them, lintian
+#   aarch64  scripts/aarch64.sh: built for AArch64 with a cross compiler
+#          and run under qemu-aarch64 (the fiber switch's AArch64
+#          assembly, a register check of it, and the suite less what qemu
+#          cannot run)
 # Exits non-zero on any failure.
 set -eu
-flavours=${*:-style plain asan tsan clang consumer deb}
+flavours=${*:-style plain asan tsan clang consumer deb aarch64}
 jobs=$(nproc 2>/dev/null || echo 2)
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -36,7 +40,7 @@ status=0
 for f in $flavours; do
     cc=gcc opt=-O1 fault=OFF
     case $f in
-    style|consumer|deb)
+    style|consumer|deb|aarch64)
         echo "=== $f ==="
         ./scripts/$f.sh || status=1
         continue ;;

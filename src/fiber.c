@@ -235,6 +235,14 @@ __asm__(".text\n"
  * The same for AArch64: x19-x28, the frame pointer and link register, and
  * d8-d15 are saved on the stack (176 bytes, 16-aligned); `ret` goes to the
  * restored link register.
+ *
+ * A new fiber's first switch returns into crew__fiber_start, which clears
+ * the link register and branches to fiber_entry (laid out in x19's slot):
+ * fiber_entry then has a return address of 0, where a stack walk ends.
+ * Returning into fiber_entry directly would leave its own address in the
+ * link register as its caller, and pthread_exit's unwinding would go on
+ * past it into whatever code comes before it, and crash.  The branch goes
+ * through x16, which a `bti c` landing pad accepts.
  */
 __asm__(".text\n"
         ".globl crew__fiber_switch\n"
@@ -267,7 +275,16 @@ __asm__(".text\n"
         "    ldp d14, d15, [sp, #144]\n"
         "    add sp, sp, #176\n"
         "    ret\n"
-        ".size crew__fiber_switch, .-crew__fiber_switch\n");
+        ".size crew__fiber_switch, .-crew__fiber_switch\n"
+        ".globl crew__fiber_start\n"
+        ".hidden crew__fiber_start\n"
+        ".type crew__fiber_start,%function\n"
+        "crew__fiber_start:\n"
+        "    mov x16, x19\n"
+        "    mov x30, xzr\n"
+        "    br x16\n"
+        ".size crew__fiber_start, .-crew__fiber_start\n");
+void crew__fiber_start(void);
 #endif
 
 #ifdef CREW__ASM_SWITCH
@@ -371,7 +388,8 @@ static void fiber_init(struct crew__fiber *f, size_t size)
 #else
     sp -= 176 / sizeof(void *);
     memset(sp, 0, 176);
-    sp[11] = (void *)(uintptr_t)fiber_entry;    /* x30, the link register */
+    sp[0] = (void *)(uintptr_t)fiber_entry;     /* x19 */
+    sp[11] = (void *)(uintptr_t)crew__fiber_start; /* x30: `ret` goes there */
 #endif
     f->sp = sp;
 #else
