@@ -90,7 +90,8 @@ static bool start_locked(crew_t *pool)
         return false;
     pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
     if (pool->opts.stack_size > 0)
-        pthread_attr_setstacksize(&attr, pool->opts.stack_size);
+        pthread_attr_setstacksize(&attr,
+                                  crew__stack_size(pool->opts.stack_size));
     /* Relaxed: a count; the thread's own unref is acq_rel. */
     atomic_fetch_add_explicit(&pool->refs, 1, memory_order_relaxed);
     rc = crew__thread_create(&tid, &attr, blocking_main, pool);

@@ -579,6 +579,7 @@ struct crew__rec *crew__take(crew_t *pool);
 bool crew__idle(crew_t *pool, int64_t until_ns, bool stay,
                 struct crew__fiber *_Atomic *inbox);
 int crew__spawn_locked(crew_t *pool);
+size_t crew__stack_size(size_t asked);
 
 /*
  * A wait inside a task (thread mode) that blocks for long lends the

@@ -398,8 +398,16 @@ static void schedule_retry(crew_t *pool, struct crew_task *f, unsigned k,
         atomic_fetch_sub_explicit(&f->retries_left, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&pool->n_retries, 1, memory_order_relaxed);
         if (timer_add(pool, f, CREW__T_START, k + 1,
-                      crew__after_ns(wait)) == 0)
+                      crew__after_ns(wait)) == 0) {
+            /* A cancel (or shutdown NOW) that came in since our CAS has
+             * ended the task and cleared its timer entries already: the
+             * one just added would hold the timer thread (and a shutdown
+             * waiting for it) until the backoff ends. */
+            if (atomic_load_explicit(&f->phase, memory_order_acquire) ==
+                PHASE(k + 1, CREW__PH_FINAL))
+                timer_del(pool, f);
             return;
+        }
     }
     {
         uint64_t p = PHASE(k + 1, CREW__PH_WAIT);

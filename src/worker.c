@@ -37,6 +37,7 @@
 #include "crew_internal.h"
 
 #include <errno.h>
+#include <unistd.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -609,7 +610,9 @@ int crew__spawn_locked(crew_t *pool)
         return CREW_ENOMEM;
     }
     if (pool->opts.stack_size != 0 &&
-        pthread_attr_setstacksize(&attr, pool->opts.stack_size) != 0) {
+        pthread_attr_setstacksize(&attr,
+                                  crew__stack_size(pool->opts.stack_size)) !=
+            0) {
         pthread_attr_destroy(&attr);
         free(w);
         return CREW_EINVAL;
@@ -817,4 +820,14 @@ int crew__wait_step(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t until,
     if (pthread_cond_timedwait(cv, mu, &ts) == ETIMEDOUT && end == until)
         return ETIMEDOUT;
     return 0;
+}
+
+/* A thread's stack size: what the options ask, but never below what the
+ * system accepts (PTHREAD_STACK_MIN is 128 KiB on AArch64 glibc, more
+ * than the 16 KiB crew allows asking for). */
+size_t crew__stack_size(size_t asked)
+{
+    long min = sysconf(_SC_THREAD_STACK_MIN);
+
+    return min > 0 && asked < (size_t)min ? (size_t)min : asked;
 }
