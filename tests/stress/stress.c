@@ -1515,6 +1515,12 @@ static void attempt_begin(struct body *b)
           "task %llu: attempt %u ran twice", r->id, k);
     atomic_fetch_add(&r->runs, 1);
     atomic_fetch_add_explicit(&tot_runs, 1, memory_order_relaxed);
+    /* Raise max_att to k, atomically: a late attempt that loaded it
+     * before a later attempt began must not lower it again (it did, and
+     * outcomes were then checked against the wrong attempt). */
+    while ((unsigned)m < k && prev_out == UNSET &&
+           !atomic_compare_exchange_weak(&r->max_att, &m, (int)k))
+        ;
     /* Reported at its deadline before its code got here: it is late. */
     if ((unsigned)m >= k || prev_out != UNSET) {
         CHECK(d != 0 && now >= d, "task",
@@ -1527,7 +1533,6 @@ static void attempt_begin(struct body *b)
               prev_out);
         return;
     }
-    atomic_store(&r->max_att, (int)k);
     for (unsigned j = 1; j < k; j++)
         CHECK(!atomic_load(&r->att[j].saw_cancel), "task",
               "task %llu: attempt %u ran after attempt %u saw the task "
