@@ -277,6 +277,17 @@ static void set_state(struct crew_task *f, int state)
     pthread_mutex_unlock(&f->mu);
 }
 
+/* The same, only while the phase is still `phase` (an attempt that runs,
+ * a retry that waits): a later move has stored what came next.  Acquire
+ * on the phase: only to read the latest. */
+static void set_state_if(struct crew_task *f, uint64_t phase, int state)
+{
+    pthread_mutex_lock(&f->mu);
+    if (atomic_load_explicit(&f->phase, memory_order_acquire) == phase)
+        atomic_store_explicit(&f->rec.state, state, memory_order_seq_cst);
+    pthread_mutex_unlock(&f->mu);
+}
+
 /*
  * An attempt stops running: whoever moves its phase out of RUNNING (its
  * worker when fn returns, the timer at the deadline, the thread's cleanup
@@ -380,12 +391,7 @@ static void schedule_retry(crew_t *pool, struct crew_task *f, unsigned k,
     /* QUEUED only while the retry is still waiting: a cancel may have
      * ended the task since our CAS and stored CANCELED (the fuzzer met
      * this: an attempt timed out queued, cancelled at once). */
-    pthread_mutex_lock(&f->mu);
-    if (atomic_load_explicit(&f->phase, memory_order_acquire) ==
-        PHASE(k + 1, CREW__PH_WAIT))
-        atomic_store_explicit(&f->rec.state, CREW__QUEUED,
-                              memory_order_seq_cst);
-    pthread_mutex_unlock(&f->mu);
+    set_state_if(f, PHASE(k + 1, CREW__PH_WAIT), CREW__QUEUED);
     /*
      * seq_cst, with the store above: crew_task_cancel() stores its
      * request and then loads the state.  Either it sees QUEUED and
@@ -639,14 +645,8 @@ void crew__run_proxy(crew_t *pool, struct crew__rec *proxy,
             leave(pool, a);
         goto drop;              /* stale: timed out or cancelled queued */
     }
-    /* RUNNING only while the attempt runs: see set_state().  Acquire on
-     * the phase: only to read the latest. */
-    pthread_mutex_lock(&f->mu);
-    if (atomic_load_explicit(&f->phase, memory_order_acquire) ==
-        PHASE(k, CREW__PH_RUNNING))
-        atomic_store_explicit(&f->rec.state, CREW__RUNNING,
-                              memory_order_seq_cst);
-    pthread_mutex_unlock(&f->mu);
+    /* RUNNING only while the attempt runs: see set_state(). */
+    set_state_if(f, PHASE(k, CREW__PH_RUNNING), CREW__RUNNING);
     /* Its own deadline, not the task's latest (a retry may be queued by
      * now if this one is already late). */
     ctx.deadline = a->deadline;

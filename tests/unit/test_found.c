@@ -67,6 +67,18 @@ static int wait_gate_fn(crew_ctx_t *ctx, void *arg, void **result)
     return t_gate_pass(arg) ? 0 : 1;
 }
 
+/* A task that waits at the gate past the pool's timeout, one at a time:
+ * each takes a worker (the first, then a replacement) and leaves it
+ * stuck.  Returns its future, reported CREW_ETIMEDOUT. */
+static crew_task_t *spawn_stuck(crew_t *pool, t_gate_t *gate)
+{
+    crew_task_t *t = NULL;
+
+    ck_assert_int_eq(crew_spawn(pool, wait_gate_fn, gate, NULL, &t), 0);
+    ck_assert_int_eq(crew_task_wait(t, NULL), CREW_ETIMEDOUT);
+    return t;
+}
+
 /*
  * An attempt that timed out while queued leaves a stale entry behind, and
  * with every worker stuck (left behind by the shutdown) no worker pops
@@ -94,14 +106,8 @@ START_TEST(found__no_stale_queued_after_shutdown)
         /* Two stuck tasks take the worker and its one replacement (the
          * timeout gives the replacement time to start and take the
          * second before it times out queued, on a loaded machine). */
-        for (int i = 0; i < 2; i++) {
-            crew_task_t *stuck;
-
-            ck_assert_int_eq(
-                crew_spawn(pool, wait_gate_fn, &gate, NULL, &stuck), 0);
-            ck_assert_int_eq(crew_task_wait(stuck, NULL), CREW_ETIMEDOUT);
-            crew_task_release(stuck);
-        }
+        for (int i = 0; i < 2; i++)
+            crew_task_release(spawn_stuck(pool, &gate));
         T_EVENTUALLY(ok, t_stats(pool).overtime_workers == 2, T_LONG);
         ck_assert(ok);
         ck_assert_int_eq(crew_spawn(pool, t_nop_fn, NULL, &to, &late), 0);
@@ -148,11 +154,8 @@ START_TEST(found__drain_with_every_worker_stuck)
 
     t_gate_init(&gate);
     ck_assert_int_eq(crew_create(&pool, &o), 0);
-    for (int i = 0; i < 2; i++) {
-        ck_assert_int_eq(crew_spawn(pool, wait_gate_fn, &gate, NULL, &stuck[i]),
-                         0);
-        ck_assert_int_eq(crew_task_wait(stuck[i], NULL), CREW_ETIMEDOUT);
-    }
+    for (int i = 0; i < 2; i++)
+        stuck[i] = spawn_stuck(pool, &gate);
     /* Both workers are stuck, and max_overtime allows no third: the
      * quick task (no timeout) waits in the queue. */
     T_EVENTUALLY(ok, t_stats(pool).overtime_workers == 2, T_LONG);
