@@ -299,10 +299,8 @@ typedef struct crew_stats {
                                  fiber gives back just after its task is
                                  reported, and while it waits on a
                                  future, group or event; back from the
-                                 wait it takes its place again even
-                                 above the budget, and max_workers then
-                                 shows the count in force until it falls
-                                 back) */
+                                 wait it waits for a free place, before
+                                 new tasks get one) */
     unsigned idle_workers;    /* live workers waiting for work (fiber
                                  mode: OS threads) */
     unsigned peak_workers;    /* most live workers ever */

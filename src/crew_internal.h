@@ -302,7 +302,12 @@ struct crew {
     _Atomic unsigned fibers_live; /* fiber mode: tasks on fibers */
     _Atomic unsigned fiber_max;   /* fiber mode: the budget (max_workers) */
     _Atomic unsigned fibers_peak; /* fiber mode: most fibers at once */
-    pthread_mutex_t fiber_lock;   /* guards fiber_cache; a leaf */
+    pthread_mutex_t fiber_lock;   /* guards fiber_cache and the place
+                                     waiters; a leaf */
+    _Atomic unsigned returners;   /* fiber mode: fibers back from a wait,
+                                     waiting for a budget place */
+    struct crew__waiter *place_head, **place_tail; /* those fibers, first
+                                  come first (fiber_lock) */
     struct crew__fiber *fiber_cache; /* free fibers any thread may take */
     struct crew__fiber *fiber_dead;  /* fibers of lost threads, with */
     struct crew__sched *dead_scheds; /* their schedulers (fiber_lock) */
@@ -553,6 +558,7 @@ void crew__fiber_forget(void);
 void crew__fiber_thread_lost(crew_t *pool);
 void crew__fiber_yield(void);
 bool crew__fiber_budget_left(crew_t *pool);
+void crew__fiber_budget_grown(crew_t *pool);
 void crew__fiber_wait_begin(void);
 void crew__fiber_wait_end(void);
 void crew__fiber_park(pthread_mutex_t *mu, int64_t until, bool interruptible);

@@ -995,12 +995,13 @@ static void note_peak(crew_t *pool, unsigned n)
         ;
 }
 
-/* Reserve a place in the pool's fiber budget. */
-static bool budget_take(crew_t *pool)
+/* Reserve a place in the pool's fiber budget, if it has room. */
+static bool budget_grab(crew_t *pool)
 {
-    /* Relaxed: a count; the task itself is handed over by the queue. */
+    /* seq_cst on the first load: see place_back().  Else relaxed: a
+     * count; the task itself is handed over by the queue. */
     unsigned n = atomic_load_explicit(&pool->fibers_live,
-                                      memory_order_relaxed);
+                                      memory_order_seq_cst);
 
     while (n < atomic_load_explicit(&pool->fiber_max, memory_order_relaxed))
         if (atomic_compare_exchange_weak_explicit(&pool->fibers_live, &n,
@@ -1011,6 +1012,69 @@ static bool budget_take(crew_t *pool)
             return true;
         }
     return false;
+}
+
+/* A place for a new task: none while fibers back from waits wait for one
+ * (they come first; relaxed, as a late look only delays one of them). */
+static bool budget_take(crew_t *pool)
+{
+    return atomic_load_explicit(&pool->returners, memory_order_relaxed) ==
+               0 &&
+           budget_grab(pool);
+}
+
+/* Add w at the end of the place waiters.  Call with fiber_lock held. */
+static void place_append(crew_t *pool, struct crew__waiter *w)
+{
+    w->next = NULL;
+    w->pprev = pool->place_tail;
+    *pool->place_tail = w;
+    pool->place_tail = &w->next;
+}
+
+/* Take w off the place waiters.  Call with fiber_lock held. */
+static void place_unlink(crew_t *pool, struct crew__waiter *w)
+{
+    if (w->pprev == NULL)
+        return;                 /* taken off already */
+    *w->pprev = w->next;
+    if (w->next != NULL)
+        w->next->pprev = w->pprev;
+    else
+        pool->place_tail = w->pprev;
+    w->pprev = NULL;
+    /* Relaxed: the increment is what place_back()'s pairing needs. */
+    atomic_fetch_sub_explicit(&pool->returners, 1, memory_order_relaxed);
+}
+
+/*
+ * Hand free places to the fibers waiting for one (place_back), oldest
+ * first, while the budget has room.
+ */
+static void hand_places(crew_t *pool)
+{
+    struct crew__fiber *woken = NULL;
+    struct crew__waiter *w;
+    bool lost = false;
+
+    pthread_mutex_lock(&pool->fiber_lock);
+    while ((w = pool->place_head) != NULL && budget_grab(pool)) {
+        place_unlink(pool, w);
+        if (claim(w->f, w->gen)) {
+            w->f->wnext = woken;
+            woken = w->f;
+        } else {
+            /* Lost with its thread (crew__fiber_thread_lost claimed it):
+             * the place is free again for the next.  Relaxed: a count. */
+            atomic_fetch_sub_explicit(&pool->fibers_live, 1,
+                                      memory_order_relaxed);
+            lost = true;
+        }
+    }
+    pthread_mutex_unlock(&pool->fiber_lock);
+    crew__fiber_deliver(woken);
+    if (lost)
+        crew__pass_on(pool);
 }
 
 static void budget_give_n(crew_t *pool, unsigned k)
@@ -1024,6 +1088,10 @@ static void budget_give_n(crew_t *pool, unsigned k)
      * could not take: now one may (seq_cst pairs with idle's check). */
     if (n >= max && n - k < max)
         crew__pass_on(pool);
+    /* A fiber back from a wait may wait for a place (seq_cst: see
+     * place_back()). */
+    if (atomic_load_explicit(&pool->returners, memory_order_seq_cst) > 0)
+        hand_places(pool);
     /* A crew_resize() may wait for the count to come down to a lowered
      * budget (seq_cst: see there). */
     if (atomic_load_explicit(&pool->resize_waiters, memory_order_seq_cst) >
@@ -1043,6 +1111,14 @@ static void budget_give(crew_t *pool)
 /* A place for a new task: a spare one, or one from the budget. */
 static bool place_take(struct crew__sched *s)
 {
+    if (s->spare > 0 &&
+        atomic_load_explicit(&s->pool->returners, memory_order_relaxed) >
+            0) {
+        /* Fibers back from waits come first: the places go to them. */
+        budget_give_n(s->pool, s->spare);
+        s->spare = 0;
+        return false;
+    }
     if (s->spare > 0) {
         /* Relaxed: after a lowered budget (crew_resize) a spare place
          * above it goes back instead of being used. */
@@ -1059,11 +1135,12 @@ static bool place_take(struct crew__sched *s)
 }
 
 /*
- * A fiber that waits (for a future or a group) gives its place in the
- * budget back meanwhile, so that what it waits for can be let in: with
- * every place held by waiters, their children would never start.  Back
- * from the wait it counts again, even if that puts the count above the
- * budget for a while (waiting fibers are not "in flight").
+ * A fiber that waits (for a future, a group or an event) gives its place
+ * in the budget back meanwhile, so that what it waits for can be let in:
+ * with every place held by waiters, their children would never start.
+ * Back from the wait it needs a place again before its task goes on, and
+ * waits for one if the budget is full (place_back), so max_workers bounds
+ * the fibers running their tasks' code, as in thread mode (crew__reclaim).
  */
 void crew__fiber_wait_begin(void)
 {
@@ -1083,6 +1160,52 @@ void crew__fiber_wait_begin(void)
     }
 }
 
+/*
+ * Take a place for the running fiber, back from a wait; if the budget is
+ * full, park in the pool's list of place waiters until hand_places()
+ * takes one for it.  Those waiters come before new tasks (budget_take),
+ * so a stream of new tasks cannot keep a task that was already running
+ * from going on.
+ *
+ * The lost wake-up: we count ourselves in `returners`, then look at
+ * fibers_live; budget_give_n() lowers fibers_live, then looks at
+ * `returners`.  All four are seq_cst, so either we see the place it gave
+ * or it sees us and hands places out (and finds us on the list, which we
+ * leave fiber_lock only once parked).
+ */
+static void place_back(crew_t *pool, struct crew__fiber *f)
+{
+    struct crew__waiter w;
+
+    if (atomic_load_explicit(&pool->returners, memory_order_relaxed) == 0 &&
+        budget_grab(pool))
+        return;
+    pthread_mutex_lock(&pool->fiber_lock);
+    atomic_fetch_add_explicit(&pool->returners, 1, memory_order_seq_cst);
+    if (budget_grab(pool)) {
+        atomic_fetch_sub_explicit(&pool->returners, 1, memory_order_relaxed);
+        pthread_mutex_unlock(&pool->fiber_lock);
+        return;
+    }
+    w.f = f;
+    w.gen = crew__fiber_next_park();
+    w.mu = &pool->fiber_lock;
+    w.held = NULL;
+    place_append(pool, &w);
+    f->waiter = &w;
+    /* Not interruptible, no timer: only hand_places() wakes it, with a
+     * place taken for it. */
+    crew__fiber_park(&pool->fiber_lock, 0, false);
+    f->waiter = NULL;
+}
+
+/* The budget grew (crew_resize): places for the fibers waiting for one.
+ * Under fiber_lock, which place_back() holds while it looks. */
+void crew__fiber_budget_grown(crew_t *pool)
+{
+    hand_places(pool);
+}
+
 void crew__fiber_wait_end(void)
 {
     struct crew__fiber *f = self_sched->current;
@@ -1093,11 +1216,7 @@ void crew__fiber_wait_end(void)
      * give the place back, or its exchange takes the place. */
     if (atomic_load_explicit(&f->overtime, memory_order_seq_cst))
         return;
-    /* Relaxed: a count, as in budget_take().  It may go above the budget
-     * (crew.h, crew_stats_t.workers): the peak shows it. */
-    note_peak(self_sched->pool,
-              atomic_fetch_add_explicit(&self_sched->pool->fibers_live, 1,
-                                        memory_order_relaxed) + 1);
+    place_back(self_sched->pool, f);
     if (f->timed == NULL) {
         atomic_store_explicit(&f->holds_place, true, memory_order_relaxed);
         return;
@@ -1474,7 +1593,10 @@ void crew__fiber_thread_lost(crew_t *pool)
         (void)claim(f, 0);      /* no wake can take it any more */
         if (w != NULL) {
             pthread_mutex_lock(w->mu);
-            crew__waiter_remove(w);
+            if (w->mu == &pool->fiber_lock)
+                place_unlink(pool, w);  /* waiting for a place */
+            else
+                crew__waiter_remove(w);
             if (w->held != NULL)
                 (*w->held)--;   /* its wait will never end */
             pthread_mutex_unlock(w->mu);

@@ -390,6 +390,9 @@ int crew_create(crew_t **out, const crew_opts_t *opts)
         pool->max_spinning = n > 1 ? (unsigned)n / 2 : 1;
     }
     atomic_init(&pool->fiber_max, o.max_workers);
+    atomic_init(&pool->returners, 0);
+    pool->place_head = NULL;
+    pool->place_tail = &pool->place_head;
     atomic_init(&pool->space_waiters, 0);
     atomic_init(&pool->wait_waiters, 0);
     atomic_init(&pool->refs, 1);
@@ -532,6 +535,7 @@ int crew_resize(crew_t *pool, unsigned min_workers, unsigned max_workers)
                                       memory_order_relaxed);
         }
         pthread_mutex_unlock(&pool->lock);
+        crew__fiber_budget_grown(pool);
         return 0;
     }
     pool->min_workers = min_workers;

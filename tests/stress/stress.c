@@ -63,8 +63,8 @@
  *    within what the records allow;
  *  - never more tasks run at once than the largest max_workers set (plus
  *    max_overtime when tasks can time out); in fiber mode, never more
- *    tasks in flight than the budget (fibers that have waited for a
- *    future or a group excepted, as documented); a fiber keeps its thread
+ *    tasks in flight than the budget (a task back from a wait waits for
+ *    a place; only code past a deadline is left out); a fiber keeps its thread
  *    across crew_sleep, crew_yield and waits, and its errno across the
  *    first two;
  *  - nothing hangs: a watchdog aborts after a generous deadline.
@@ -171,23 +171,24 @@ static crew_t *volatile cur_pool; /* for a debugger, after a HANG */
 /* Is this thread one of ours (not a crew worker)? */
 static _Thread_local bool tl_harness;
 /*
- * Fiber mode: set around a submit by a task (or its callback) whose
- * place in the budget may be above it (it has waited): a task the submit
- * runs at once on the same fiber ("caller runs") takes that place, so it
- * does not count as fresh either (see body_enter).  The submit switches
- * to no other fiber, so the task it runs inline is the first to read it.
+ * Fiber mode: set around a call by a task (or its callback) that may run
+ * another task at once on the same fiber ("caller runs": a submit into a
+ * full queue, a wait, a cancel's callback): the earliest deadline of the
+ * attempts that the inline task runs inside (0: none).  At that deadline
+ * the fiber's budget place goes back (it is overtime), though the inline
+ * task's code goes on, so from then on that task is late too (see
+ * body_enter).  The call switches to no other fiber before the inline
+ * task starts, so it is the first to read this (a fiber that starts a
+ * task while the call is parked may read it too: the check then only
+ * gets weaker).  A task restores it as it ends, for its callbacks.
  */
-static _Thread_local bool tl_inline_waited;
-/*
- * Counts waits by task bodies on this thread.  A task run inline on a
- * fiber (a submit into a full queue, a cancel's callback) may wait, and
- * then the fiber takes its place in the budget back even above it; the
- * body it ran inside is then no longer "fresh" either.  A body compares
- * the count across each call it leaves for (body_leave, body_enter): a
- * change means such a wait may have happened (or another fiber's, while
- * this one was parked: the check then only gets weaker).
- */
-static _Thread_local unsigned long tl_wait_epoch;
+static _Thread_local int64_t tl_inline_deadline;
+
+/* The earlier of two deadlines (0: none). */
+static int64_t earliest(int64_t a, int64_t b)
+{
+    return a == 0 ? b : b == 0 || a < b ? a : b;
+}
 /* Its address names this thread in the records. */
 static _Thread_local char tl_token;
 
@@ -373,8 +374,7 @@ struct rec {
     _Atomic(void *) cancel_cb_thread;
     atomic_int cancel_req, cancel_ok;
     atomic_int att_at_cancel; /* attempts begun when a cancel returned */
-    atomic_int waited; /* an attempt of it waited (see tl_inline_waited) */
-    atomic_int gseq;   /* its number among the group's members */
+    atomic_int gseq;          /* its number among the group's members */
     atomic_int freed_pool, freed_task, freed_harness, collected;
 };
 
@@ -448,7 +448,7 @@ struct pstate {
     atomic_ullong id_next;
     atomic_uint max_ever; /* the largest max_workers set */
     atomic_int active;    /* tasks executing their own code */
-    atomic_int fresh;     /* fiber mode: of those, never waited */
+    atomic_int fresh;     /* fiber mode: the same, in fresh_list */
     atomic_int executing; /* task code begun and not returned */
     atomic_int shut_started, shut_done, now_flag;
     atomic_ullong rejected_seen;
@@ -484,10 +484,9 @@ struct hthread {
 struct body {
     struct rec *r;
     crew_ctx_t *ctx;
-    unsigned k;          /* its attempt */
-    int64_t d;           /* its deadline, 0: none */
-    bool waited;         /* it has waited for a future or a group */
-    unsigned long epoch; /* tl_wait_epoch when it last left */
+    unsigned k;      /* its attempt */
+    int64_t d;       /* its deadline, 0: none */
+    int64_t outer_d; /* run inline: see tl_inline_deadline */
 
     struct body *fnext, **fprev; /* fiber mode: in ps->fresh_list */
 };
@@ -764,14 +763,18 @@ static void cb_extra(struct rec *r, int err, const char *op)
          * where a callback must not block. */
         bool may_block =
             tl_harness || (err != CREW_ETIMEDOUT && err != CREW_ECANCELED);
-        /* The callback runs on the fiber of the task, or of whoever
-         * cancelled it, which may have waited (see tl_inline_waited). */
-        bool outer = tl_inline_waited;
+        /* The callback runs on the fiber of the task, whose last attempt
+         * may be past its deadline, or of whoever cancelled it (see
+         * tl_inline_deadline). */
+        int64_t outer = tl_inline_deadline;
+        int k = atomic_load(&r->max_att);
 
-        tl_inline_waited = outer || atomic_load(&r->waited) != 0;
+        if (k > 0)
+            tl_inline_deadline =
+                earliest(outer, atomic_load(&r->att[k].deadline));
         submit_rec(ps, &g, c, may_block && rchance(&g, 50) ? K_SUBMIT : K_TRY,
                    NULL, op);
-        tl_inline_waited = outer;
+        tl_inline_deadline = outer;
     }
 }
 
@@ -1088,17 +1091,24 @@ static void check_stats(struct pstate *ps, const char *op, bool inside)
 
 /* ---- counting running tasks --------------------------------------------- */
 
+/* When the budget place the body's code runs in goes back: its own
+ * deadline, or that of an attempt it runs inline inside (0: never). */
+static int64_t body_due(const struct body *b)
+{
+    return earliest(b->d, b->outer_d);
+}
+
 /*
  * A task's code counts in `active` while it runs its own code (not while
  * it submits, which may run a task inline, or waits, which may run other
  * tasks on its stack).  In thread mode each such task has a thread of its
  * own, so there are never more than the largest max_workers, plus the
  * workers stuck in timed-out tasks that were replaced.  In fiber mode the
- * budget bounds the fibers in flight, but a fiber back from a wait for a
- * future or a group counts again even above it (as documented), so the
- * bound holds for the tasks that have not waited: `fresh`.  And a task
- * past its deadline gives its place back at once, though its code goes on
- * (as a worker stuck in one does in thread mode): those are not counted.
+ * budget bounds the fibers running their tasks' code (one back from a
+ * wait waits for a place), but a task past its deadline gives its place
+ * back at once, though its code goes on (as a worker stuck in one does in
+ * thread mode), and so does a task run inline inside it: those are not
+ * counted (fresh_late).
  */
 static int fresh_late(struct pstate *ps)
 {
@@ -1107,7 +1117,7 @@ static int fresh_late(struct pstate *ps)
 
     pthread_mutex_lock(&ps->fresh_mu);
     for (struct body *b = ps->fresh_list; b != NULL; b = b->fnext)
-        n += b->d != 0 && now >= b->d;
+        n += body_due(b) != 0 && now >= body_due(b);
     pthread_mutex_unlock(&ps->fresh_mu);
     return n;
 }
@@ -1117,17 +1127,12 @@ static void body_enter(struct body *b, const char *op)
     struct pstate *ps = b->r->ps;
     int a = atomic_fetch_add(&ps->active, 1) + 1;
 
-    /* A task run inline on this fiber meanwhile may have waited (see
-     * tl_wait_epoch). */
-    if (tl_wait_epoch != b->epoch)
-        b->waited = true;
-
     if (!ps->fibers)
         CHECK((unsigned)a <= atomic_load(&ps->max_ever) + ps->overtime_max, op,
               "%d tasks running at once, max_workers never above %u, "
               "max_overtime %u",
               a, atomic_load(&ps->max_ever), ps->overtime_max);
-    if (ps->fibers && !b->waited) {
+    if (ps->fibers) {
         pthread_mutex_lock(&ps->fresh_mu);
         b->fnext = ps->fresh_list;
         b->fprev = &ps->fresh_list;
@@ -1142,9 +1147,10 @@ static void body_enter(struct body *b, const char *op)
 
             crew_stats(ps->pool, &st);
             CHECK(0, op,
-                  "%d tasks in flight on fibers, the budget never above %u "
-                  "(stats: %u in flight, budget %u)",
-                  a, atomic_load(&ps->max_ever), st.workers, st.max_workers);
+                  "%d tasks in flight on fibers (%d past a deadline), the "
+                  "budget never above %u (stats: %u in flight, budget %u)",
+                  a, fresh_late(ps), atomic_load(&ps->max_ever), st.workers,
+                  st.max_workers);
         }
     }
 }
@@ -1154,7 +1160,7 @@ static void body_leave(struct body *b)
     struct pstate *ps = b->r->ps;
 
     atomic_fetch_sub(&ps->active, 1);
-    if (ps->fibers && !b->waited) {
+    if (ps->fibers) {
         atomic_fetch_sub(&ps->fresh, 1);
         pthread_mutex_lock(&ps->fresh_mu);
         *b->fprev = b->fnext;
@@ -1162,7 +1168,6 @@ static void body_leave(struct body *b)
             b->fnext->fprev = b->fprev;
         pthread_mutex_unlock(&ps->fresh_mu);
     }
-    b->epoch = tl_wait_epoch;
 }
 
 /* A fiber is never moved to another thread, and keeps its errno. */
@@ -1266,13 +1271,11 @@ static void fut_op(struct pstate *ps, struct rng *g, crew_task_t *t,
         if (b != NULL) {
             body_leave(b);
             /* The wait may run the task inline, in our place. */
-            tl_inline_waited = b->waited;
-            b->waited = true;
-            tl_wait_epoch++;
+            tl_inline_deadline = body_due(b);
             pin_take(&pin, b);
         }
         rc = crew_task_wait(t, take ? &res : NULL);
-        tl_inline_waited = false;
+        tl_inline_deadline = 0;
         if (b != NULL) {
             pin_check(&pin, b, false, "crew_task_wait");
             body_enter(b, "crew_task_wait");
@@ -1291,13 +1294,11 @@ static void fut_op(struct pstate *ps, struct rng *g, crew_task_t *t,
             to = rchance(g, 50) ? 0 : (int64_t)rbelow(g, 20000);
         if (b != NULL) {
             body_leave(b);
-            tl_inline_waited = b->waited;
-            b->waited = true;
-            tl_wait_epoch++;
+            tl_inline_deadline = body_due(b);
             pin_take(&pin, b);
         }
         rc = crew_task_wait_timeout(t, to, take ? &res : NULL);
-        tl_inline_waited = false;
+        tl_inline_deadline = 0;
         if (b != NULL) {
             pin_check(&pin, b, false, "crew_task_wait_timeout");
             body_enter(b, "crew_task_wait_timeout");
@@ -1341,10 +1342,10 @@ static void fut_op(struct pstate *ps, struct rng *g, crew_task_t *t,
          * run a task inline, in our place. */
         if (b != NULL) {
             body_leave(b);
-            tl_inline_waited = b->waited;
+            tl_inline_deadline = body_due(b);
         }
         rc = crew_task_cancel(t);
-        tl_inline_waited = false;
+        tl_inline_deadline = 0;
         if (b != NULL)
             body_enter(b, "crew_task_cancel");
         if (r->tmo == 0)
@@ -1614,15 +1615,13 @@ static int task_fn(crew_ctx_t *ctx, void *arg, void **result)
     struct rec *r = arg;
     struct pstate *ps = r->ps;
     struct rng g = { r->rseed };
-    struct body b = {
-        r, ctx, 0, 0, tl_inline_waited, tl_wait_epoch, NULL, NULL
-    };
+    struct body b = { r, ctx, 0, 0, tl_inline_deadline, NULL, NULL };
     volatile uint64_t sink = 0;
     void *res = NULL;
     struct att *a;
     int ret;
 
-    tl_inline_waited = false;
+    tl_inline_deadline = 0;
     atomic_fetch_add(&ps->executing, 1);
     CHECK(!tl_harness, "task", "task %llu ran on a harness thread", r->id);
     CHECK(crew_ctx_pool(ctx) == ps->pool, "task",
@@ -1714,8 +1713,7 @@ static int task_fn(crew_ctx_t *ctx, void *arg, void **result)
     }
 out:
     body_leave(&b);
-    if (b.waited)
-        atomic_store(&r->waited, 1);
+    tl_inline_deadline = b.outer_d; /* for its callbacks */
     atomic_store(&a->result, res);
     atomic_store(&a->ret, ret);
     /* Read after the last thing the task does, before it returns: crew
@@ -2054,8 +2052,6 @@ static int grp_wait(struct grp *gp, int64_t timeout, struct body *b,
 
     if (b != NULL) {
         body_leave(b);
-        b->waited = true;
-        tl_wait_epoch++;
         pin_take(&pin, b);
     }
     rc = timeout < 0 ? crew_group_wait(gp->g)
@@ -2145,10 +2141,10 @@ static void body_children(struct body *b, struct rng *g)
 
         child = new_rec(ps, g, r->depth + 1, spawn && !nofut, spawn, gp);
         body_leave(b);
-        tl_inline_waited = b->waited;
+        tl_inline_deadline = body_due(b);
         rc = submit_rec(ps, g, child, spawn ? K_SPAWN : (int)rbelow(g, 3),
                         spawn && !nofut ? &t : NULL, "submit in a task");
-        tl_inline_waited = false;
+        tl_inline_deadline = 0;
         body_enter(b, "task after submit");
         if (rc != 0 || t == NULL)
             continue;
@@ -2167,9 +2163,9 @@ static void body_children(struct body *b, struct rng *g)
     if (rchance(g, 15)) {
         /* As for crew_task_cancel in fut_op. */
         body_leave(b);
-        tl_inline_waited = b->waited;
+        tl_inline_deadline = body_due(b);
         grp_cancel(gp, "crew_group_cancel in a task");
-        tl_inline_waited = false;
+        tl_inline_deadline = 0;
         body_enter(b, "crew_group_cancel in a task");
     }
     if (ps->allow_wait && rchance(g, 70)) {

@@ -228,6 +228,127 @@ START_TEST(fiber__group_wait_inside_a_fiber)
 }
 END_TEST
 
+/* Tasks in their own code (not waiting) at once, and the most seen. */
+static atomic_int in_code, most_in_code, waiters_ready, waiters_done;
+static atomic_bool holder_in, holder_saw_all;
+static crew_event_t *wake_ev;
+
+static void code_in(void)
+{
+    int n = atomic_fetch_add(&in_code, 1) + 1;
+    int m = atomic_load(&most_in_code);
+
+    while (n > m && !atomic_compare_exchange_weak(&most_in_code, &m, n))
+        ;
+}
+
+static void code_out(void)
+{
+    atomic_fetch_sub(&in_code, 1);
+}
+
+static void code_reset(void)
+{
+    atomic_store(&in_code, 0);
+    atomic_store(&most_in_code, 0);
+    atomic_store(&waiters_ready, 0);
+    atomic_store(&waiters_done, 0);
+    atomic_store(&holder_in, false);
+    atomic_store(&holder_saw_all, false);
+}
+
+/* Waits for wake_ev, then works a little (a sleep keeps its place). */
+static int event_waiter(crew_ctx_t *ctx, void *arg, void **result)
+{
+    int rc;
+
+    (void)ctx;
+    (void)arg;
+    (void)result;
+    code_in();
+    atomic_fetch_add(&waiters_ready, 1);
+    code_out();
+    rc = crew_event_wait(wake_ev);
+    code_in();
+    crew_sleep(MS / 2);
+    code_out();
+    atomic_fetch_add(&waiters_done, 1);
+    return rc;
+}
+
+/* Every waiter woken at once: back from the wait, each needs a place,
+ * so no more than the budget run their own code together. */
+START_TEST(fiber__woken_waiters_keep_to_the_budget)
+{
+    crew_t *pool = t_fiber_pool(2, 4);
+    crew_stats_t st;
+
+    code_reset();
+    ck_assert_int_eq(crew_event_create(&wake_ev), 0);
+    for (int i = 0; i < 40; i++)
+        ck_assert_int_eq(crew_submit(pool, event_waiter, NULL), 0);
+    /* Waiters give their places back, so all 40 get in. */
+    for (int i = 0; i < 20000 && atomic_load(&waiters_ready) < 40; i++)
+        t_sleep(MS / 4);
+    ck_assert_int_eq(atomic_load(&waiters_ready), 40);
+    ck_assert_int_eq(crew_event_set(wake_ev), 0);
+    ck_assert_int_eq(crew_wait(pool), 0);
+    ck_assert_int_eq(atomic_load(&waiters_done), 40);
+    ck_assert_int_le(atomic_load(&most_in_code), 4);
+    crew_stats(pool, &st);
+    ck_assert_uint_le(st.peak_workers, 4);
+    ck_assert_uint_eq(st.completed, 40);
+    ck_assert_uint_eq(st.failed, 0);
+    ck_assert_int_eq(crew_free(pool), 0);
+    ck_assert_int_eq(crew_event_free(wake_ev), 0);
+}
+END_TEST
+
+/* Holds the only place (a sleep keeps it) until the woken waiters are
+ * done, or 10 s. */
+static int place_holder(crew_ctx_t *ctx, void *arg, void **result)
+{
+    int want = (int)(intptr_t)arg;
+
+    (void)ctx;
+    (void)result;
+    atomic_store(&holder_in, true);
+    for (int i = 0; i < 10000 && atomic_load(&waiters_done) < want; i++)
+        crew_sleep(MS);
+    atomic_store(&holder_saw_all, atomic_load(&waiters_done) == want);
+    return 0;
+}
+
+/* Waiters woken while the budget is full wait for places; a larger
+ * budget (crew_resize) hands them places at once. */
+START_TEST(fiber__resize_up_lets_woken_waiters_go_on)
+{
+    crew_t *pool = t_fiber_pool(1, 1);
+
+    code_reset();
+    ck_assert_int_eq(crew_event_create(&wake_ev), 0);
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(crew_submit(pool, event_waiter, NULL), 0);
+    for (int i = 0; i < 20000 && atomic_load(&waiters_ready) < 10; i++)
+        t_sleep(MS / 4);
+    ck_assert_int_eq(atomic_load(&waiters_ready), 10);
+    ck_assert_int_eq(crew_submit(pool, place_holder, (void *)10), 0);
+    for (int i = 0; i < 20000 && !atomic_load(&holder_in); i++)
+        t_sleep(MS / 4);
+    ck_assert(atomic_load(&holder_in));
+    /* The holder has the only place: the woken waiters cannot go on. */
+    ck_assert_int_eq(crew_event_set(wake_ev), 0);
+    t_sleep(5 * MS);
+    ck_assert_int_eq(atomic_load(&waiters_done), 0);
+    ck_assert_int_eq(crew_resize(pool, 0, 11), 0);
+    ck_assert_int_eq(crew_wait(pool), 0);
+    ck_assert(atomic_load(&holder_saw_all));
+    ck_assert_int_le(atomic_load(&most_in_code), 11);
+    ck_assert_int_eq(crew_free(pool), 0);
+    ck_assert_int_eq(crew_event_free(wake_ev), 0);
+}
+END_TEST
+
 static int keeps_errno(crew_ctx_t *ctx, void *arg, void **result)
 {
     (void)ctx;
@@ -419,6 +540,8 @@ int main(void)
 
     crew_add_test(s, fiber__sleep_parks_the_fiber);
     crew_add_test(s, fiber__budget_bounds_tasks_in_flight);
+    crew_add_test(s, fiber__woken_waiters_keep_to_the_budget);
+    crew_add_test(s, fiber__resize_up_lets_woken_waiters_go_on);
     crew_add_test(s, fiber__yield_takes_turns);
     crew_add_test(s, fiber__tasks_wait_for_tasks_on_one_thread);
     crew_add_test(s, fiber__group_wait_inside_a_fiber);
