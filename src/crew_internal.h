@@ -57,8 +57,15 @@ enum {
 #define CREW__F_POOLED 8u      /* from a record slab (task.c), not
                                   malloc */
 
-/* What `waiting` holds: how a queued record is counted. */
-enum { CREW__UNCOUNTED = 0, CREW__COUNTED = 1, CREW__HOLDS_SLOT = 2 };
+/* What `waiting` holds: how a queued record is counted.  CREW__LOCAL: a
+ * plain record in its submitting worker's deque, counted in neither
+ * `queued` nor `outstanding` but covered by that worker (see deque.c). */
+enum {
+    CREW__UNCOUNTED = 0,
+    CREW__COUNTED = 1,
+    CREW__HOLDS_SLOT = 2,
+    CREW__LOCAL = 3
+};
 
 /*
  * One record per submitted task: what the queue and a worker need.  Plain
@@ -220,9 +227,18 @@ struct crew__worker;
 void crew__deque_claim(crew_t *pool, struct crew__worker *w);
 void crew__deque_release(crew_t *pool, struct crew__worker *w);
 bool crew__deque_push(struct crew__deque *d, struct crew__rec *t);
+bool crew__deque_push_seq(struct crew__deque *d, struct crew__rec *t);
 struct crew__rec *crew__deque_pop(struct crew__deque *d);
 struct crew__rec *crew__deque_steal(crew_t *pool, struct crew__worker *w);
 void crew__deques_free(crew_t *pool);
+bool crew__cover_take(crew_t *pool, struct crew__worker *w);
+void crew__cover_drop(crew_t *pool, struct crew__worker *w);
+void crew__cover_settle(crew_t *pool, struct crew__worker *w);
+bool crew__deques_busy(crew_t *pool);
+size_t crew__deques_held(crew_t *pool);
+bool crew__deque_busy(const struct crew__deque *d);
+/* CREW__LOCAL records run on this thread, one inside another. */
+extern _Thread_local unsigned crew__local_depth;
 
 /* --- Workers (worker.c) ---------------------------------------------- */
 
@@ -246,12 +262,18 @@ struct crew__worker {
     _Atomic int64_t s_completed;
     _Atomic int64_t s_failed;
     _Atomic int64_t s_submitted; /* by its tasks, into their own pool */
+    _Atomic int64_t s_local;   /* CREW__LOCAL records it pushed, less those
+                                  it popped or stole (a thief's goes down):
+                                  the sum over workers is what deques hold */
     bool lent;                 /* under pool->lock: blocked in a wait
                                   inside a task, its place lent (see
                                   crew__lend), not counted in live */
     bool detached;             /* under pool->lock: left behind by
                                   shutdown; frees itself */
     struct crew__deque *deq;   /* its own deque, or NULL (deque.c) */
+    bool cover;                /* holds one count in outstanding for the
+                                  CREW__LOCAL records of its deque and the
+                                  one it runs (deque.c); its own only */
     unsigned takes;            /* tasks taken: every 32nd looks at the
                                   shared queue first (fairness) */
     unsigned steal_seed;       /* where its next steal starts looking */
@@ -329,6 +351,7 @@ struct crew {
     _Atomic uint64_t n_failed;
     _Atomic uint64_t n_cancelled;
     _Atomic uint64_t n_running;
+    _Atomic int64_t n_local;   /* s_local of workers that left */
 
     _Alignas(CREW__CACHELINE) atomic_bool qlock; /* serialises queue pops
                                   (single consumer); a spin lock, unless
@@ -516,6 +539,16 @@ static inline _Atomic int64_t *crew__s_submitted(struct crew__worker *w)
     return &w->s_submitted;
 }
 
+/* The calling worker's count of CREW__LOCAL records (s_local). */
+static inline void crew__local_add(int64_t d)
+{
+    _Atomic int64_t *c = &crew__self->s_local;
+
+    /* Relaxed, a load and a store: only this worker writes it. */
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + d,
+                          memory_order_relaxed);
+}
+
 #define crew__stat_submitted(pool, d)                                      \
     crew__stat((pool), crew__s_submitted, &(pool)->n_submitted, (d))
 
@@ -638,6 +671,7 @@ void crew__records_atfork_child(void);
 void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id);
 void crew__dispose(crew_t *pool, struct crew__rec *t);
 void crew__finish_one(crew_t *pool);
+void crew__uncount(crew_t *pool);
 bool crew__cancel_record(crew_t *pool, struct crew__rec *t);
 
 /* policy.c */

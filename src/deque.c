@@ -6,10 +6,33 @@
  * outside, and the worker takes its own newest task first (what it just
  * made is likely still in its cache, and fork-join stays depth-first).
  * Idle workers steal the oldest task from the other end of someone's
- * deque once the shared queue is empty.  Counts (queued, outstanding,
- * slots) are the same wherever a record waits, so the wake-up hand-off of
- * worker.c covers the deques unchanged: a sleeper woken because queued > 0
- * finds the task by stealing it.
+ * deque once the shared queue is empty.
+ *
+ * Counting.  A record that goes through the shared counters (`queued` up
+ * when pushed and down when taken, `outstanding` up when submitted and
+ * down when done) costs four read-modify-writes on lines every worker
+ * writes; with tiny tasks submitted from inside, that was most of a
+ * task's cost.  So a plain task (no future, policy, options, priority or
+ * slot) that a worker submits outside any attempt with a policy goes on
+ * its deque as CREW__LOCAL, counted in neither.  Instead the worker holds
+ * a *cover*: one count in `outstanding`, taken with its first such push
+ * and dropped between tasks when it has nothing to run (see
+ * crew__cover_settle), so `outstanding` cannot reach zero while any is
+ * queued or running there.  The owner pops and runs them without
+ * touching a shared counter.  A thief counts a task in `outstanding`
+ * before its CAS (and drops the count if it loses, or if the record was
+ * counted already): the owner, seeing its deque empty, may drop its cover
+ * right after the CAS, so the thief's count must be there first.  A
+ * worker that leaves, or may sleep, or is about to run an attempt with a
+ * deadline (which may stick it for good while its count is dropped: see
+ * crew__cover_settle) moves them to the shared queue, counted as any
+ * other.  No counter shows
+ * them, so the hand-off with sleepers looks at the deques themselves: a
+ * pusher stores `bottom`, then loads idle_avail (crew__deque_push_seq,
+ * submit_local; seq_cst); a sleeper publishes idle_avail, then loads
+ * every deque's ends (crew__deques_busy, seq_cst).  Other records
+ * (batches moved from the shared queue, futures) are counted the same
+ * wherever they wait.
  *
  * The deque is the bounded array version of the Chase-Lev deque (as made
  * correct for C11 by Lê, Pop, Cohen and Zappa Nardelli): the owner pushes
@@ -91,23 +114,137 @@ void crew__deque_claim(crew_t *pool, struct crew__worker *w)
     }
 }
 
+/*
+ * Move what w's deque holds to the shared queue, CREW__LOCAL records
+ * counted there as any other, and drop w's cover.  Only w calls it.
+ */
+static void spill(crew_t *pool, struct crew__worker *w)
+{
+    struct crew__rec *t;
+    bool moved = false;
+
+    while ((t = crew__deque_pop(w->deq)) != NULL) {
+        bool local = atomic_load_explicit(&t->waiting,
+                                          memory_order_relaxed) ==
+                     CREW__LOCAL;
+
+        if (local) {
+            /* Relaxed: the cover keeps outstanding above zero until the
+             * seq_cst drop below. */
+            atomic_fetch_add_explicit(&pool->outstanding, 1,
+                                      memory_order_relaxed);
+            atomic_store_explicit(&t->waiting, CREW__COUNTED,
+                                  memory_order_relaxed);
+            crew__local_add(-1);
+        }
+        crew__queue_push(&pool->q, t);
+        /* seq_cst: after the push, as in crew__enqueue (the hand-off). */
+        if (local)
+            atomic_fetch_add_explicit(&pool->queued, 1, memory_order_seq_cst);
+        moved = true;
+    }
+    crew__cover_drop(pool, w);
+    if (moved)
+        crew__pass_on(pool);
+}
+
 /* Worker w leaves: what its deque holds goes to the shared queue. */
 void crew__deque_release(crew_t *pool, struct crew__worker *w)
 {
     struct crew__deque *d = w->deq;
-    struct crew__rec *t;
-    bool moved = false;
 
     if (d == NULL)
         return;
-    while ((t = crew__deque_pop(d)) != NULL) {
-        crew__queue_push(&pool->q, t);
-        moved = true;
-    }
+    spill(pool, w);
     w->deq = NULL;
     atomic_store_explicit(&d->owned, false, memory_order_release);
-    if (moved)
-        crew__pass_on(pool);
+}
+
+/* Before w's first CREW__LOCAL push: a count in outstanding for them.
+ * False (and none) if the pool no longer accepts work. */
+bool crew__cover_take(crew_t *pool, struct crew__worker *w)
+{
+    /* seq_cst, then the state: as any submit (see submit() in task.c). */
+    atomic_fetch_add_explicit(&pool->outstanding, 1, memory_order_seq_cst);
+    if (atomic_load_explicit(&pool->state, memory_order_seq_cst) !=
+        CREW__RUNNING_STATE) {
+        crew__uncount(pool);
+        return false;
+    }
+    w->cover = true;
+    return true;
+}
+
+/* w's deque is empty and it runs no CREW__LOCAL record: drop the cover. */
+void crew__cover_drop(crew_t *pool, struct crew__worker *w)
+{
+    if (!w->cover)
+        return;
+    w->cover = false;
+    crew__uncount(pool);
+}
+
+/*
+ * No cover for w from here on, outside any CREW__LOCAL record: what its
+ * deque holds goes to the shared queue, counted.  Between tasks, before
+ * it spins or sleeps (a sleeper's cover would hold crew_wait() up), and
+ * before an attempt with a deadline: if w got stuck there, the attempt's
+ * count would go at the deadline but the cover would stay for good.
+ * (Nested in a CREW__LOCAL record the cover stays: that record is stuck
+ * too, and counted by it, as in a drain.)
+ */
+void crew__cover_settle(crew_t *pool, struct crew__worker *w)
+{
+    if (w->cover && crew__local_depth == 0 && w->deq != NULL)
+        spill(pool, w);
+}
+
+/* Does any deque hold a task?  seq_cst: the sleeper's half of the
+ * hand-off for CREW__LOCAL records (see the top of the file). */
+bool crew__deques_busy(crew_t *pool)
+{
+    unsigned n = atomic_load_explicit(&pool->ndeqs, memory_order_seq_cst);
+
+    for (unsigned i = 0; i < n; i++) {
+        struct crew__deque *d = atomic_load_explicit(&pool->deqs[i],
+                                                     memory_order_acquire);
+
+        if (d != NULL &&
+            atomic_load_explicit(&d->top, memory_order_seq_cst) <
+                atomic_load_explicit(&d->bottom, memory_order_seq_cst))
+            return true;
+    }
+    return false;
+}
+
+/* About how many tasks the deques hold (for sizing decisions). */
+size_t crew__deques_held(crew_t *pool)
+{
+    unsigned n = atomic_load_explicit(&pool->ndeqs, memory_order_seq_cst);
+    size_t held = 0;
+
+    for (unsigned i = 0; i < n; i++) {
+        struct crew__deque *d = atomic_load_explicit(&pool->deqs[i],
+                                                     memory_order_acquire);
+
+        if (d != NULL) {
+            int64_t k =
+                atomic_load_explicit(&d->bottom, memory_order_seq_cst) -
+                atomic_load_explicit(&d->top, memory_order_seq_cst);
+
+            if (k > 0)
+                held += (size_t)k;
+        }
+    }
+    return held;
+}
+
+/* Tasks in w's own deque (its owner's view). */
+bool crew__deque_busy(const struct crew__deque *d)
+{
+    /* seq_cst: as in crew__deques_busy, for crew__pass_on. */
+    return atomic_load_explicit(&d->top, memory_order_seq_cst) <
+           atomic_load_explicit(&d->bottom, memory_order_seq_cst);
 }
 
 bool crew__deque_push(struct crew__deque *d, struct crew__rec *t)
@@ -122,6 +259,22 @@ bool crew__deque_push(struct crew__deque *d, struct crew__rec *t)
     /* Release: a thief that sees the new bottom sees the slot and the
      * record's fields. */
     atomic_store_explicit(&d->bottom, b + 1, memory_order_release);
+    return true;
+}
+
+/* The same, with a seq_cst store of bottom: for a CREW__LOCAL record,
+ * whose push the hand-off with sleepers orders by this store (see the
+ * top of the file). */
+bool crew__deque_push_seq(struct crew__deque *d, struct crew__rec *t)
+{
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
+    /* Acquire: as in crew__deque_push. */
+    int64_t top = atomic_load_explicit(&d->top, memory_order_acquire);
+
+    if (b - top >= CREW__DEQ_SIZE)
+        return false;
+    atomic_store_explicit(&d->buf[b & MASK], t, memory_order_relaxed);
+    atomic_store_explicit(&d->bottom, b + 1, memory_order_seq_cst);
     return true;
 }
 
@@ -155,7 +308,7 @@ struct crew__rec *crew__deque_pop(struct crew__deque *d)
 }
 
 /* Take the oldest task of d, or NULL if it is empty or a race was lost. */
-static struct crew__rec *steal_one(struct crew__deque *d)
+static struct crew__rec *steal_one(crew_t *pool, struct crew__deque *d)
 {
     int64_t top = atomic_load_explicit(&d->top, memory_order_seq_cst);
     /* seq_cst (an acquire): see crew__deque_pop; and it pairs with the
@@ -165,13 +318,28 @@ static struct crew__rec *steal_one(struct crew__deque *d)
 
     if (top >= b)
         return NULL;
+    /* Counted before the CAS (see the top of the file).  seq_cst: it must
+     * come before the owner's look at an empty deque and its drop. */
+    atomic_fetch_add_explicit(&pool->outstanding, 1, memory_order_seq_cst);
     t = atomic_load_explicit(&d->buf[top & MASK], memory_order_relaxed);
     /* A failed CAS means someone else took it (and a slot read may have
      * been overwritten since: then it is not ours to use). */
     if (!atomic_compare_exchange_strong_explicit(&d->top, &top, top + 1,
                                                  memory_order_seq_cst,
-                                                 memory_order_relaxed))
+                                                 memory_order_relaxed)) {
+        crew__uncount(pool);
         return NULL;
+    }
+    /* Ours alone now.  Relaxed: written before the push's release. */
+    if (atomic_load_explicit(&t->waiting, memory_order_relaxed) ==
+        CREW__LOCAL) {
+        /* Counted now, by us: done, it goes through crew__finish_one. */
+        atomic_store_explicit(&t->waiting, CREW__UNCOUNTED,
+                              memory_order_relaxed);
+        crew__local_add(-1);
+    } else {
+        crew__uncount(pool);    /* counted already: cannot reach zero */
+    }
     return t;
 }
 
@@ -180,12 +348,6 @@ struct crew__rec *crew__deque_steal(crew_t *pool, struct crew__worker *w)
 {
     unsigned n, start;
 
-    /* Relaxed: a hint (queued counts the deques' records too); a stale
-     * zero is made up for by the hand-off, which brings an idle worker
-     * back while queued > 0.  No counter of its own: a shared one would
-     * cost every push and pop a contended write. */
-    if (atomic_load_explicit(&pool->queued, memory_order_relaxed) == 0)
-        return NULL;
     n = atomic_load_explicit(&pool->ndeqs, memory_order_relaxed);
     if (n == 0)
         return NULL;
@@ -198,7 +360,7 @@ struct crew__rec *crew__deque_steal(crew_t *pool, struct crew__worker *w)
         if (d == NULL || (w != NULL && d == w->deq))
             continue;
         for (int tries = 0; tries < 4; tries++)
-            if ((t = steal_one(d)) != NULL)
+            if ((t = steal_one(pool, d)) != NULL)
                 return t;
     }
     return NULL;

@@ -529,7 +529,8 @@ static void mark_overtime(crew_t *pool, struct crew_task *f)
                                                    memory_order_relaxed);
         /* A replacement for queued work nobody sleeps for, within the
          * bound (crew__spawn_locked checks it). */
-        if (atomic_load_explicit(&pool->queued, memory_order_relaxed) >
+        if (atomic_load_explicit(&pool->queued, memory_order_relaxed) +
+                    crew__deques_held(pool) >
                 pool->sleepers - pool->tokens &&
             atomic_load_explicit(&pool->state, memory_order_relaxed) !=
                 CREW__STOPPED)
@@ -623,6 +624,10 @@ void crew__run_proxy(crew_t *pool, struct crew__rec *proxy,
     bool tracked = timed && !pool->opts.fibers;
     void *result = NULL;
     int err;
+
+    /* No cover held while in an attempt that may stick (deque.c). */
+    if (tracked && crew__self != NULL && crew__self->pool == pool)
+        crew__cover_settle(pool, crew__self);
 
     /* Also after the stop: what is still queued then is stale (nothing
      * is outstanding), and this may be a thread outside the pool clearing

@@ -367,6 +367,7 @@ int crew_create(crew_t **out, const crew_opts_t *opts)
                                                    : 0;
     }
     atomic_init(&pool->queued, 0);
+    atomic_init(&pool->n_local, 0);
     atomic_init(&pool->outstanding, 0);
     atomic_init(&pool->state, CREW__RUNNING_STATE);
     atomic_init(&pool->idle_avail, 0);
@@ -555,7 +556,8 @@ int crew_resize(crew_t *pool, unsigned min_workers, unsigned max_workers)
         rc = 0;
     while (atomic_load_explicit(&pool->live, memory_order_relaxed) <
                max_workers &&
-           atomic_load_explicit(&pool->queued, memory_order_relaxed) >
+           atomic_load_explicit(&pool->queued, memory_order_relaxed) +
+                   crew__deques_held(pool) >
                pool->sleepers - pool->tokens) {
         if (crew__spawn_locked(pool) != 0)
             break;
@@ -654,6 +656,25 @@ void crew_stats(crew_t *pool, crew_stats_t *st)
                                          memory_order_relaxed);
     st->overtime_workers = pool->overtime;
     st->queued = atomic_load_explicit(&pool->queued, memory_order_relaxed);
+    {
+        /* And the CREW__LOCAL records in deques, which no shared counter
+         * shows (deque.c): each worker's s_local, summed.  A thief's
+         * share may be negative, and the sum briefly off: clamped. */
+        int64_t local = atomic_load_explicit(&pool->n_local,
+                                             memory_order_relaxed);
+        const struct crew__worker *lists[2] = { pool->workers,
+                                                pool->left_behind };
+
+        for (int i = 0; i < 2; i++)
+            for (const struct crew__worker *w = lists[i]; w != NULL;
+                 w = w->next)
+                local += atomic_load_explicit(&w->s_local,
+                                              memory_order_relaxed);
+        if (local > 0)
+            st->queued += (uint64_t)local;
+        if (st->queued > st->submitted - ended - st->running)
+            st->queued = st->submitted - ended - st->running;
+    }
     st->workers = atomic_load_explicit(&pool->live, memory_order_relaxed);
     st->idle_workers = pool->sleepers;
     st->peak_workers = pool->peak;

@@ -143,6 +143,20 @@ static int reserve(crew_t *pool, int64_t timeout_ns, int full_rc,
  * pairs with crew_wait()'s increment of wait_waiters and with
  * crew_shutdown()'s store of the state.
  */
+/* Nothing is outstanding: wake crew_wait() callers, and the workers
+ * waiting to exit during shutdown. */
+static void wake_done(crew_t *pool)
+{
+    if (atomic_load_explicit(&pool->wait_waiters, memory_order_seq_cst) > 0 ||
+        atomic_load_explicit(&pool->state, memory_order_seq_cst) !=
+            CREW__RUNNING_STATE) {
+        pthread_mutex_lock(&pool->lock);
+        pthread_cond_broadcast(&pool->done_cv);
+        pthread_cond_broadcast(&pool->work_cv);
+        pthread_mutex_unlock(&pool->lock);
+    }
+}
+
 void crew__finish_one(crew_t *pool)
 {
     bool prog = pool->opts.on_progress != NULL;
@@ -166,16 +180,23 @@ void crew__finish_one(crew_t *pool)
         left = atomic_load_explicit(&pool->outstanding,
                                     memory_order_seq_cst);
     }
-    if (left != 0)
-        return;
-    if (atomic_load_explicit(&pool->wait_waiters, memory_order_seq_cst) > 0 ||
-        atomic_load_explicit(&pool->state, memory_order_seq_cst) !=
-            CREW__RUNNING_STATE) {
-        pthread_mutex_lock(&pool->lock);
-        pthread_cond_broadcast(&pool->done_cv);
-        pthread_cond_broadcast(&pool->work_cv);
-        pthread_mutex_unlock(&pool->lock);
-    }
+    if (left == 0)
+        wake_done(pool);
+}
+
+/*
+ * Drop a count in outstanding that is no task's end (a worker's cover, a
+ * thief's claim it did not need: deque.c): as crew__finish_one, without a
+ * progress report.  If a report runs, it ends with the look at the count
+ * that wakes the waiters (seq_cst: we lower the count, then load
+ * reporting; it lowers reporting, then loads the count).
+ */
+void crew__uncount(crew_t *pool)
+{
+    if (atomic_fetch_sub_explicit(&pool->outstanding, 1,
+                                  memory_order_seq_cst) == 1 &&
+        atomic_load_explicit(&pool->reporting, memory_order_seq_cst) == 0)
+        wake_done(pool);
 }
 
 /*
@@ -699,6 +720,7 @@ void crew__abandon(crew_t *pool, struct crew__rec *t, struct crew__rec *proxy)
 {
     /* Before the loop, which may free t (a task with a policy). */
     bool plain = t != NULL && !(t->flags & CREW__F_POLICY);
+    bool local;
 
     while (proxy != NULL) {
         struct crew__attempt *a = (struct crew__attempt *)proxy;
@@ -712,18 +734,27 @@ void crew__abandon(crew_t *pool, struct crew__rec *t, struct crew__rec *proxy)
     }
     if (!plain)
         return;                 /* none, or done with its attempt above */
+    /* Relaxed: only this thread has touched it since it was taken. */
+    local = atomic_load_explicit(&t->waiting, memory_order_relaxed) ==
+            CREW__LOCAL;
     crew__stat_running(pool, -1);
     if (crew__is_future(t))
         crew__group_running(t, -1);
     crew__stat_done(pool, CREW_EEXIT);
     crew__report(pool, t, CREW_EEXIT, NULL);
     crew__dispose(pool, t);
-    crew__finish_one(pool);
+    if (local)
+        crew__local_depth--;    /* its cover goes as the worker leaves */
+    else
+        crew__finish_one(pool);
 }
+
+_Thread_local unsigned crew__local_depth;
 
 void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id)
 {
     int expect = CREW__QUEUED;
+    bool local;
 
     if (t->flags & CREW__F_PROXY) {
         struct crew__rec *outer_proxy = crew__proxy;
@@ -738,12 +769,16 @@ void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id)
         free(t);
         return;
     }
+    /* A CREW__LOCAL record counts under its worker's cover, not in
+     * outstanding (deque.c).  Relaxed: its taker alone touches it. */
+    local = atomic_load_explicit(&t->waiting, memory_order_relaxed) ==
+            CREW__LOCAL;
     if (atomic_load_explicit(&pool->state, memory_order_relaxed) >=
         CREW__CANCELLING) {
         bool won = crew__cancel_record(pool, t);
 
         crew__dispose(pool, t);
-        if (won)
+        if (won && !local)
             crew__finish_one(pool);
         return;
     }
@@ -756,9 +791,12 @@ void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id)
                                        turn earlier */
         return;
     }
+    crew__local_depth += local;
     run_claimed(pool, t, worker_id);
+    crew__local_depth -= local;
     crew__dispose(pool, t);
-    crew__finish_one(pool);
+    if (!local)
+        crew__finish_one(pool);
 }
 
 static struct crew__rec *new_record(crew_t *pool, crew_fn fn, void *arg,
@@ -850,6 +888,68 @@ int crew__enqueue(crew_t *pool, struct crew__rec *t, unsigned char count,
 }
 
 /*
+ * Can this submit go on the calling worker's deque as a CREW__LOCAL record
+ * (deque.c)?  A plain task from a worker of the pool, outside any attempt
+ * with a policy, into an unbounded pool without a progress callback (a
+ * report per task goes with the count per task) or priorities, of more
+ * than one worker (one keeps submission order).
+ */
+static bool local_ok(crew_t *pool, const crew_task_opts_t *opts,
+                     crew_task_t **out, bool policy)
+{
+    const struct crew__worker *w = crew__self;
+
+    return w != NULL && w->pool == pool && w->deq != NULL && opts == NULL &&
+           out == NULL && !policy && crew__proxy == NULL &&
+           pool->opts.queue_capacity == 0 &&
+           pool->opts.on_progress == NULL && !crew__uses_heap(pool, NULL) &&
+           /* Relaxed: as in crew__enqueue. */
+           atomic_load_explicit(&pool->max_target, memory_order_relaxed) >= 2;
+}
+
+/* The submit of a CREW__LOCAL record: no shared counter on the way. */
+static int submit_local(crew_t *pool, crew_fn fn, void *arg)
+{
+    struct crew__worker *w = crew__self;
+    struct crew__rec *t;
+
+    if (!w->cover && !crew__cover_take(pool, w))
+        return CREW_ESHUTDOWN;
+    t = new_record(pool, fn, arg, NULL, false, false);
+    if (t == NULL)
+        return CREW_ENOMEM;     /* the cover goes between tasks */
+    crew__stat_submitted(pool, 1);
+    /* Relaxed: published by the push's release. */
+    atomic_store_explicit(&t->waiting, CREW__LOCAL, memory_order_relaxed);
+    crew__local_add(1);
+    if (!crew__deque_push_seq(w->deq, t)) {
+        /* A full deque: the shared queue, counted as any other.  Relaxed:
+         * the cover keeps outstanding above zero meanwhile. */
+        crew__local_add(-1);
+        atomic_fetch_add_explicit(&pool->outstanding, 1,
+                                  memory_order_relaxed);
+        /* We are a live worker: it will run, whatever this returns. */
+        (void)crew__enqueue(pool, t, CREW__COUNTED, NULL);
+        return 0;
+    }
+    /*
+     * seq_cst: our half of the hand-off for a record no counter shows
+     * (deque.c): the push stored bottom (seq_cst) before these loads, as
+     * a sleeper stores idle_avail (or a retiring worker live) before its
+     * look at the deques.  Then as in crew__enqueue.
+     */
+    if (atomic_load_explicit(&pool->idle_avail, memory_order_seq_cst) == 0) {
+        if (atomic_load_explicit(&pool->live, memory_order_seq_cst) <
+            atomic_load_explicit(&pool->max_target, memory_order_relaxed))
+            (void)crew__wake_for_work(pool);
+    } else if (atomic_load_explicit(&pool->waking, memory_order_seq_cst) ==
+               0) {
+        (void)crew__wake_for_work(pool);
+    }
+    return 0;
+}
+
+/*
  * The one submit path.  timeout_ns: negative blocks, 0 never waits (and
  * returns full_rc when the queue is full), positive waits that long.
  */
@@ -877,6 +977,12 @@ static int submit(crew_t *pool, crew_fn fn, void *arg,
         CREW__RUNNING_STATE) {
         rc = CREW_ESHUTDOWN;
         goto rejected;
+    }
+    if (local_ok(pool, opts, out, policy)) {
+        rc = submit_local(pool, fn, arg);
+        if (rc != 0)
+            goto rejected;
+        return 0;
     }
     /* After the state check, and refused once the timer was stopped: a
      * timer started by a task left behind by shutdown would outlive the

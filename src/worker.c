@@ -121,7 +121,7 @@ struct crew__rec *crew__take(crew_t *pool)
         goto taken;
     if (own != NULL && (++w->takes & 31) != 0 &&
         (t = crew__deque_pop(own)) != NULL)
-        goto taken;
+        goto own;
     for (;;) {
         crew__qlock(pool);
         rc = crew__queue_pop(&pool->q, &t);
@@ -132,7 +132,7 @@ struct crew__rec *crew__take(crew_t *pool)
             break;
         if (rc == CREW__POP_EMPTY) {
             if (own != NULL && (t = crew__deque_pop(own)) != NULL)
-                goto taken;
+                goto own;
             if (w != NULL && w->pool == pool &&
                 (t = crew__deque_steal(pool, w)) != NULL)
                 goto taken;
@@ -143,6 +143,14 @@ struct crew__rec *crew__take(crew_t *pool)
             return NULL;
         }
         sched_yield();          /* a producer is between its two steps */
+    }
+    goto taken;
+own:
+    /* Relaxed: ours alone, written before the push. */
+    if (atomic_load_explicit(&t->waiting, memory_order_relaxed) ==
+        CREW__LOCAL) {
+        crew__local_add(-1);
+        return t;               /* counted nowhere: see deque.c */
     }
 taken:
     crew__unqueue(pool, t);
@@ -156,11 +164,17 @@ taken:
  */
 void crew__unqueue(crew_t *pool, struct crew__rec *t)
 {
+    unsigned char was;
+
+    /* Counted nowhere (deque.c); only its taker touches it, and crew__run
+     * reads this.  Relaxed: ours alone. */
+    if (atomic_load_explicit(&t->waiting, memory_order_relaxed) ==
+        CREW__LOCAL)
+        return;
     /* Relaxed: the exchange only has to pick one winner; the record's
      * fields are ordered by the queue links and the state CAS. */
-    unsigned char was = atomic_exchange_explicit(&t->waiting, CREW__UNCOUNTED,
-                                                 memory_order_relaxed);
-
+    was = atomic_exchange_explicit(&t->waiting, CREW__UNCOUNTED,
+                                   memory_order_relaxed);
     if (was == CREW__UNCOUNTED)
         return;
     /* Relaxed: only the increments take part in the hand-off; a stale
@@ -201,8 +215,13 @@ bool crew__try_run_one(crew_t *pool, unsigned worker_id)
  */
 void crew__pass_on(crew_t *pool)
 {
-    /* seq_cst: the load half of passing wake-ups on. */
-    if (atomic_load_explicit(&pool->queued, memory_order_seq_cst) == 0 ||
+    const struct crew__worker *w = crew__self;
+
+    /* seq_cst: the load half of passing wake-ups on; the worker's own
+     * deque holds what no counter shows (deque.c). */
+    if ((atomic_load_explicit(&pool->queued, memory_order_seq_cst) == 0 &&
+         (w == NULL || w->pool != pool || w->deq == NULL ||
+          !crew__deque_busy(w->deq))) ||
         atomic_load_explicit(&pool->idle_avail, memory_order_seq_cst) == 0 ||
         atomic_load_explicit(&pool->waking, memory_order_seq_cst) != 0)
         return;
@@ -240,7 +259,8 @@ static void retire_locked(crew_t *pool, bool had_token)
      * count: the workers that stay take it.
      */
     atomic_fetch_sub_explicit(&pool->live, 1, memory_order_seq_cst);
-    if (atomic_load_explicit(&pool->queued, memory_order_seq_cst) > 0 &&
+    if ((atomic_load_explicit(&pool->queued, memory_order_seq_cst) > 0 ||
+         crew__deques_busy(pool)) &&
         pool->sleepers == pool->tokens &&
         atomic_load_explicit(&pool->state, memory_order_relaxed) ==
             CREW__RUNNING_STATE &&
@@ -325,8 +345,10 @@ bool crew__idle(crew_t *pool, int64_t until_ns, bool stay,
          * free: retire even if work waits (others remain). */
         if (!stay && place_wanted(pool, live))
             break;
-        /* seq_cst: the load half of the hand-off (see the top). */
-        if (atomic_load_explicit(&pool->queued, memory_order_seq_cst) > 0 &&
+        /* seq_cst: the load half of the hand-off (see the top; and
+         * deque.c for tasks in deques that no counter shows). */
+        if ((atomic_load_explicit(&pool->queued, memory_order_seq_cst) > 0 ||
+             (!fibers && crew__deques_busy(pool))) &&
             (!fibers || crew__fiber_budget_left(pool))) {
             leave_locked(pool, inbox);
             pthread_mutex_unlock(&pool->lock);
@@ -447,7 +469,8 @@ static void worker_exit_early(void *arg)
         w->overtime = false;
         pool->overtime--;
     }
-    if (atomic_load_explicit(&pool->queued, memory_order_relaxed) >
+    if (atomic_load_explicit(&pool->queued, memory_order_relaxed) +
+                crew__deques_held(pool) >
             pool->sleepers - pool->tokens &&
         atomic_load_explicit(&pool->state, memory_order_relaxed) !=
             CREW__STOPPED)
@@ -483,7 +506,9 @@ static bool spin_for_work(crew_t *pool)
         for (int k = 0; k < 32; k++)
             crew__cpu_relax();
         /* Relaxed: a hint; the take that follows synchronises. */
-        found = atomic_load_explicit(&pool->queued, memory_order_relaxed) > 0;
+        found = atomic_load_explicit(&pool->queued, memory_order_relaxed) >
+                    0 ||
+                crew__deques_busy(pool);
         if (!found && (i & 7) == 7)
             sched_yield();
     }
@@ -515,6 +540,9 @@ static void *worker_main(void *p)
                                         &pool->live, memory_order_relaxed));
         if (!wanted && crew__try_run_one(pool, w->id))
             continue;
+        /* Nothing to run, or it may leave: no cover while it spins or
+         * sleeps (its deque, if it still holds tasks, spills). */
+        crew__cover_settle(pool, w);
         if (!wanted &&
             atomic_load_explicit(&pool->state, memory_order_relaxed) ==
                 CREW__RUNNING_STATE &&
@@ -549,6 +577,9 @@ void crew__stat_fold_locked(crew_t *pool, struct crew__worker *w)
     atomic_fetch_add_explicit(&pool->n_submitted,
         (uint64_t)atomic_exchange_explicit(&w->s_submitted, 0,
                                            memory_order_relaxed),
+        memory_order_relaxed);
+    atomic_fetch_add_explicit(&pool->n_local,
+        atomic_exchange_explicit(&w->s_local, 0, memory_order_relaxed),
         memory_order_relaxed);
 }
 
@@ -743,7 +774,8 @@ void crew__lend(struct crew__lend *l)
     /* seq_cst, with the load of queued: as in retire_locked(), a task
      * submitted meanwhile is either seen here or sees us gone. */
     atomic_fetch_sub_explicit(&pool->live, 1, memory_order_seq_cst);
-    if (atomic_load_explicit(&pool->queued, memory_order_seq_cst) >
+    if (atomic_load_explicit(&pool->queued, memory_order_seq_cst) +
+            crew__deques_held(pool) >
         pool->sleepers - pool->tokens)
         (void)crew__spawn_locked(pool);
     update_shown_locked(pool);

@@ -1,0 +1,259 @@
+/*
+ * test_local.c - plain tasks that workers submit to their own pool: they
+ * wait in the worker's deque counted by its cover, not in the shared
+ * counters (deque.c).  Every one runs, crew_wait() waits for all of them,
+ * a blocked worker's tasks are stolen, shutdown NOW cancels what has not
+ * run, and a worker stuck past a deadline does not hold crew_wait() up.
+ */
+#include "harness.h"
+
+#include "helpers.h"
+
+static atomic_long ran, fans;
+
+static crew_t *two_workers(void)
+{
+    crew_opts_t o = { .min_workers = 2, .max_workers = 2, .prespawn = true };
+    crew_t *pool = NULL;
+
+    ck_assert_int_eq(crew_create(&pool, &o), 0);
+    return pool;
+}
+
+/* A submit from a task: refused only once the pool shuts down. */
+static bool submitted_ok(crew_ctx_t *ctx, crew_fn fn, long arg)
+{
+    int rc = crew_submit(crew_ctx_pool(ctx), fn, (void *)(intptr_t)arg);
+
+    return rc == 0 || rc == CREW_ESHUTDOWN;
+}
+
+/* Splits n into two halves, each a task of its own, down to 1. */
+static int split(crew_ctx_t *ctx, void *arg, void **result)
+{
+    long n = (long)(intptr_t)arg;
+
+    (void)result;
+    atomic_fetch_add(&ran, 1);
+    if (n > 1) {
+        long a = (n - 1) / 2, b = n - 1 - a;
+
+        if ((a > 0 && !submitted_ok(ctx, split, a)) ||
+            (b > 0 && !submitted_ok(ctx, split, b)))
+            return 1;
+    }
+    return 0;
+}
+
+static int count_fn(crew_ctx_t *ctx, void *arg, void **result)
+{
+    (void)ctx;
+    (void)arg;
+    (void)result;
+    atomic_fetch_add(&ran, 1);
+    return 0;
+}
+
+/* Submits `arg` tasks at once: more than a deque holds (1,024). */
+static int fan_out(crew_ctx_t *ctx, void *arg, void **result)
+{
+    long n = (long)(intptr_t)arg;
+
+    (void)result;
+    atomic_fetch_add(&fans, 1);
+    for (long i = 0; i < n; i++)
+        if (!submitted_ok(ctx, count_fn, 0))
+            return 1;
+    return 0;
+}
+
+/* A tree of tasks from inside, and a fan-out past the deque's size: all
+ * run, crew_wait() returns after the last, and the counts add up. */
+START_TEST(local__every_task_runs_and_is_waited_for)
+{
+    crew_t *pool = two_workers();
+#ifdef T_SANITIZED
+    const long tree = 20000, fan = 3000;
+#else
+    const long tree = 200000, fan = 5000;
+#endif
+
+    for (int round = 0; round < 5; round++) {
+        crew_stats_t st;
+
+        atomic_store(&ran, 0);
+        ck_assert_int_eq(crew_submit(pool, split, (void *)(intptr_t)tree), 0);
+        ck_assert_int_eq(crew_wait(pool), 0);
+        ck_assert_int_eq(atomic_load(&ran), tree);
+        atomic_store(&ran, 0);
+        ck_assert_int_eq(crew_submit(pool, fan_out, (void *)(intptr_t)fan), 0);
+        ck_assert_int_eq(crew_wait(pool), 0);
+        ck_assert_int_eq(atomic_load(&ran), fan);
+        st = t_stats(pool);
+        ck_assert_uint_eq(st.queued, 0);
+        ck_assert_uint_eq(st.running, 0);
+        ck_assert_uint_eq(st.failed, 0);
+        ck_assert_uint_eq(st.submitted, st.completed);
+        ck_assert_uint_eq(st.submitted,
+                          (uint64_t)(round + 1) * (uint64_t)(tree + fan + 1));
+    }
+    ck_assert_int_eq(crew_free(pool), 0);
+}
+END_TEST
+
+static t_count_t child_ran;
+
+static int child_fn(crew_ctx_t *ctx, void *arg, void **result)
+{
+    (void)ctx;
+    (void)arg;
+    (void)result;
+    t_count_add(&child_ran, 1);
+    return 0;
+}
+
+/* Submits a child, then blocks its thread (no crew wait, so no helping
+ * and no lending) until the child has run: only the other worker can run
+ * it, taking it from this worker's deque. */
+static int blocked_parent(crew_ctx_t *ctx, void *arg, void **result)
+{
+    long before = t_count_get(&child_ran);
+
+    (void)arg;
+    (void)result;
+    if (crew_submit(crew_ctx_pool(ctx), child_fn, NULL) != 0)
+        return 1;
+    return t_count_wait(&child_ran, before + 1, T_LONG) ? 0 : 2;
+}
+
+START_TEST(local__a_blocked_workers_task_is_stolen)
+{
+    crew_t *pool = two_workers();
+
+    t_count_init(&child_ran);
+    for (int i = 0; i < 200; i++) {
+        crew_task_t *t;
+
+        /* Let both workers fall asleep (a spinning one would find the
+         * child on its own): the push must wake the other one (the
+         * hand-off in deque.c), or this wait times out. */
+        t_sleep(2 * T_MS);
+        ck_assert_int_eq(crew_spawn(pool, blocked_parent, NULL, NULL, &t), 0);
+        ck_assert_int_eq(crew_task_wait_timeout(t, T_LONG, NULL), 0);
+        crew_task_release(t);
+        ck_assert_int_eq(crew_wait(pool), 0);
+    }
+    ck_assert_int_eq(t_count_get(&child_ran), 200);
+    ck_assert_int_eq(crew_free(pool), 0);
+    t_count_destroy(&child_ran);
+}
+END_TEST
+
+/* Shutdown NOW while workers' deques hold tasks: each is run or counted
+ * as cancelled, and the counts add up. */
+START_TEST(local__shutdown_now_cancels_what_waits)
+{
+    for (int round = 0; round < 20; round++) {
+        crew_t *pool = two_workers();
+        crew_stats_t st;
+
+        atomic_store(&ran, 0);
+        atomic_store(&fans, 0);
+        ck_assert_int_eq(crew_submit(pool, split, (void *)(intptr_t)100000), 0);
+        ck_assert_int_eq(crew_submit(pool, fan_out, (void *)(intptr_t)3000), 0);
+        /* Somewhere in the middle, or after, depending on the round. */
+        for (int i = 0; i < round * 50 && atomic_load(&ran) < 100000; i++)
+            sched_yield();
+        ck_assert_int_eq(crew_shutdown(pool, CREW_SHUTDOWN_NOW), 0);
+        st = t_stats(pool);
+        ck_assert_uint_eq(st.queued, 0);
+        ck_assert_uint_eq(st.running, 0);
+        ck_assert_uint_eq(st.failed, 0);
+        ck_assert_uint_eq(st.submitted, st.completed + st.cancelled);
+        ck_assert_uint_eq(st.completed,
+                          (uint64_t)(atomic_load(&ran) + atomic_load(&fans)));
+        ck_assert_int_eq(crew_free(pool), 0);
+    }
+}
+END_TEST
+
+static atomic_bool stuck_started, stuck_release, stuck_saw_release;
+
+/* Loops without returning until released (or 10 s): past its deadline. */
+static int stuck_fn(crew_ctx_t *ctx, void *arg, void **result)
+{
+    (void)ctx;
+    (void)arg;
+    (void)result;
+    atomic_store(&stuck_started, true);
+    for (int i = 0; i < 10000 && !atomic_load(&stuck_release); i++)
+        t_sleep(T_MS);
+    atomic_store(&stuck_saw_release, atomic_load(&stuck_release));
+    return 0;
+}
+
+/* Pushes plain children, then a task with a timeout that gets stuck: its
+ * worker pops that one first (newest first) while the children wait. */
+static int push_then_stuck(crew_ctx_t *ctx, void *arg, void **result)
+{
+    crew_task_opts_t o = { .timeout_ns = 30 * T_MS };
+    crew_t *pool = crew_ctx_pool(ctx);
+
+    (void)arg;
+    (void)result;
+    for (int i = 0; i < 10; i++)
+        if (crew_submit(pool, count_fn, NULL) != 0)
+            return 1;
+    return crew_spawn(pool, stuck_fn, NULL, &o, NULL);
+}
+
+/* A worker stuck past a deadline holds no count for the tasks it had
+ * queued: they run elsewhere and crew_wait() returns while it is stuck. */
+START_TEST(local__stuck_worker_does_not_hold_up_crew_wait)
+{
+    crew_t *pool = two_workers();
+    t_gate_t gate;
+    t_count_t started;
+    t_blocker_t blocker = { .started = &started, .gate = &gate };
+
+    t_gate_init(&gate);
+    t_count_init(&started);
+    atomic_store(&ran, 0);
+    atomic_store(&stuck_started, false);
+    atomic_store(&stuck_release, false);
+    atomic_store(&stuck_saw_release, false);
+    /* One worker held, so the other runs the pusher and then the stuck
+     * task, with the children still in its deque. */
+    ck_assert_int_eq(crew_submit(pool, t_blocker_fn, &blocker), 0);
+    ck_assert(t_count_wait(&started, 1, T_LONG));
+    ck_assert_int_eq(crew_submit(pool, push_then_stuck, NULL), 0);
+    for (int i = 0; i < 20000 && !atomic_load(&stuck_started); i++)
+        t_sleep(T_MS / 4);
+    ck_assert(atomic_load(&stuck_started));
+    t_gate_open(&gate);
+    ck_assert_int_eq(crew_wait(pool), 0);
+    /* Returned while the stuck task still runs, after the children. */
+    ck_assert(!atomic_load(&stuck_saw_release));
+    ck_assert_int_eq(atomic_load(&ran), 10);
+    ck_assert_uint_ge(t_stats(pool).timed_out, 1);
+    atomic_store(&stuck_release, true);
+    ck_assert_int_eq(crew_free(pool), 0);
+    /* crew_free() leaves a worker stuck past a deadline behind. */
+    for (int i = 0; i < 20000 && !atomic_load(&stuck_saw_release); i++)
+        t_sleep(T_MS / 4);
+    ck_assert(atomic_load(&stuck_saw_release));
+    t_gate_destroy(&gate);
+    t_count_destroy(&started);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("local");
+
+    crew_add_test(s, local__every_task_runs_and_is_waited_for);
+    crew_add_test(s, local__a_blocked_workers_task_is_stolen);
+    crew_add_test(s, local__shutdown_now_cancels_what_waits);
+    crew_add_test(s, local__stuck_worker_does_not_hold_up_crew_wait);
+    return crew_run_suite(s);
+}
