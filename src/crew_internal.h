@@ -237,6 +237,7 @@ void crew__cover_settle(crew_t *pool, struct crew__worker *w);
 bool crew__deques_busy(crew_t *pool);
 size_t crew__deques_held(crew_t *pool);
 bool crew__deque_busy(const struct crew__deque *d);
+bool crew__deque_newest_is(struct crew__deque *d, const struct crew__rec *t);
 /* CREW__LOCAL records run on this thread, one inside another. */
 extern _Thread_local unsigned crew__local_depth;
 
@@ -626,7 +627,8 @@ size_t crew__stack_size(size_t asked);
  */
 struct crew__lend {
     crew_t *pool;              /* the worker's pool; NULL: never lends */
-    int64_t at;                /* when to lend, if still waiting */
+    int64_t at;                /* when to lend, if still waiting; 0:
+                                  not blocked yet */
     bool lent;
 };
 void crew__lend_init(struct crew__lend *l);

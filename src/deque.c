@@ -307,6 +307,17 @@ struct crew__rec *crew__deque_pop(struct crew__deque *d)
     return t;
 }
 
+/* Is t the newest record of d (the owner's view)? */
+bool crew__deque_newest_is(struct crew__deque *d, const struct crew__rec *t)
+{
+    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
+    /* Relaxed: a hint; the pop that follows decides. */
+    int64_t top = atomic_load_explicit(&d->top, memory_order_relaxed);
+
+    return b > top && atomic_load_explicit(&d->buf[(b - 1) & MASK],
+                                           memory_order_relaxed) == t;
+}
+
 /* Take the oldest task of d, or NULL if it is empty or a race was lost. */
 static struct crew__rec *steal_one(crew_t *pool, struct crew__deque *d)
 {

@@ -708,6 +708,30 @@ static bool run_out_of_turn(crew_t *pool, struct crew__rec *t,
 }
 
 /*
+ * Fork-join's usual case: a worker waits for the task it submitted last,
+ * still the newest on its own deque.  Pop and run it as a worker would:
+ * then the record leaves the deque now, not when the worker next takes
+ * from it (a long recursion never does: its records piled up, and the
+ * futures with them).  False if t is not there or a thief took it.
+ */
+static bool run_newest(crew_t *pool, struct crew__rec *t)
+{
+    struct crew__worker *w = crew__self;
+    struct crew__rec *r;
+
+    if (w->pool != pool || w->deq == NULL ||
+        !crew__deque_newest_is(w->deq, t) ||
+        (r = crew__deque_pop(w->deq)) == NULL)
+        return false;
+    /* r is t: only this worker pushes or pops at that end.  (Were it not,
+     * it would still be run, never dropped.)  Futures are never
+     * CREW__LOCAL: counted as any record. */
+    crew__unqueue(pool, r);
+    crew__run(pool, r, w->id);
+    return r == t;
+}
+
+/*
  * The thread running t is ending in the middle of it (pthread_exit), and
  * `proxy` is the innermost attempt record it is in (crew__proxy; attempts
  * nest through helping waits, chained by outer_run): report t as failed
@@ -1212,7 +1236,8 @@ static int wait_common(crew_task_t *t, int64_t timeout_ns, void **result)
          * running other queued tasks, but only so many deep (each nests
          * on this stack, and waits inside them help in turn).
          */
-        if (run_out_of_turn(pool, &t->rec, crew__self->id))
+        if (run_newest(pool, &t->rec) ||
+            run_out_of_turn(pool, &t->rec, crew__self->id))
             goto done;
         while (!future_done(t) && crew__help_depth < CREW__HELP_DEPTH) {
             if (timeout_ns >= 0 && past(&deadline))

@@ -737,7 +737,8 @@ void crew__lend_init(struct crew__lend *l)
     if (w != NULL && crew__running != NULL && !w->pool->opts.fibers &&
         !crew__in_fiber()) {
         l->pool = w->pool;
-        l->at = crew__after_ns(LEND_AFTER_NS);
+        l->at = 0;              /* set at the first step that blocks: a
+                                   wait that never blocks reads no clock */
     }
 }
 
@@ -747,7 +748,9 @@ bool crew__lend_due(struct crew__lend *l, int64_t *until)
 {
     if (l->pool == NULL || l->lent)
         return false;
-    if (crew__now_ns() >= l->at)
+    if (l->at == 0)
+        l->at = crew__after_ns(LEND_AFTER_NS);
+    else if (crew__now_ns() >= l->at)
         return true;
     if (*until == 0 || l->at < *until)
         *until = l->at;
