@@ -38,8 +38,12 @@
 
 /* --- Task records and futures (task.c) ------------------------------- */
 
-/* A task's life; moves only forward, by compare-and-swap from QUEUED. */
+/* A task's life; moves only forward, by compare-and-swap from QUEUED (or
+ * QUEUED_LOCAL: queued in its submitting worker's deque, counted in
+ * neither `queued` nor `outstanding` but under that worker's cover; see
+ * deque.c; it may also become plain QUEUED when moved out of the deque). */
 enum {
+    CREW__QUEUED_LOCAL = -1,
     CREW__QUEUED = CREW_TASK_QUEUED,
     CREW__RUNNING = CREW_TASK_RUNNING,
     CREW__DONE = CREW_TASK_DONE,
@@ -57,15 +61,8 @@ enum {
 #define CREW__F_POOLED 8u      /* from a record slab (task.c), not
                                   malloc */
 
-/* What `waiting` holds: how a queued record is counted.  CREW__LOCAL: a
- * plain record in its submitting worker's deque, counted in neither
- * `queued` nor `outstanding` but covered by that worker (see deque.c). */
-enum {
-    CREW__UNCOUNTED = 0,
-    CREW__COUNTED = 1,
-    CREW__HOLDS_SLOT = 2,
-    CREW__LOCAL = 3
-};
+/* What `waiting` holds: how a queued record is counted. */
+enum { CREW__UNCOUNTED = 0, CREW__COUNTED = 1, CREW__HOLDS_SLOT = 2 };
 
 /*
  * One record per submitted task: what the queue and a worker need.  Plain
@@ -105,6 +102,7 @@ struct crew_task {
     pthread_mutex_t mu;        /* leaf lock: guards the fields marked so */
     pthread_cond_t cv;
     crew_t *pool;
+    struct crew__worker *local_owner; /* QUEUED_LOCAL: whose deque */
     _Atomic int refs;          /* one for the caller, one for the pool */
     _Atomic bool cancel_requested;
     int err;                   /* under mu: outcome, once done */
@@ -238,8 +236,12 @@ bool crew__deques_busy(crew_t *pool);
 size_t crew__deques_held(crew_t *pool);
 bool crew__deque_busy(const struct crew__deque *d);
 bool crew__deque_newest_is(struct crew__deque *d, const struct crew__rec *t);
-/* CREW__LOCAL records run on this thread, one inside another. */
+/* Records run on this thread under its cover, one inside another. */
 extern _Thread_local unsigned crew__local_depth;
+/* crew__take stole the record it returned, with a count (deque.c). */
+extern _Thread_local bool crew__stolen;
+bool crew__claim(struct crew__rec *t, int to, bool *was_local);
+void crew__local_left(crew_t *pool);
 
 /* --- Workers (worker.c) ---------------------------------------------- */
 
@@ -263,9 +265,10 @@ struct crew__worker {
     _Atomic int64_t s_completed;
     _Atomic int64_t s_failed;
     _Atomic int64_t s_submitted; /* by its tasks, into their own pool */
-    _Atomic int64_t s_local;   /* CREW__LOCAL records it pushed, less those
-                                  it popped or stole (a thief's goes down):
-                                  the sum over workers is what deques hold */
+    _Atomic int64_t s_local;   /* QUEUED_LOCAL records it pushed, less
+                                  those that left that state on it (so a
+                                  share may be negative): the sum over
+                                  workers (and n_local) is what deques hold */
     bool lent;                 /* under pool->lock: blocked in a wait
                                   inside a task, its place lent (see
                                   crew__lend), not counted in live */
@@ -273,8 +276,8 @@ struct crew__worker {
                                   shutdown; frees itself */
     struct crew__deque *deq;   /* its own deque, or NULL (deque.c) */
     bool cover;                /* holds one count in outstanding for the
-                                  CREW__LOCAL records of its deque and the
-                                  one it runs (deque.c); its own only */
+                                  QUEUED_LOCAL records of its deque and
+                                  those it runs (deque.c); its own only */
     unsigned takes;            /* tasks taken: every 32nd looks at the
                                   shared queue first (fairness) */
     unsigned steal_seed;       /* where its next steal starts looking */
@@ -353,6 +356,10 @@ struct crew {
     _Atomic uint64_t n_cancelled;
     _Atomic uint64_t n_running;
     _Atomic int64_t n_local;   /* s_local of workers that left */
+    bool locals;               /* QUEUED_LOCAL records may be made: thread
+                                  mode, unbounded, no progress callback
+                                  (whose "nothing left" report a thief's
+                                  passing count would hide), no aging */
 
     _Alignas(CREW__CACHELINE) atomic_bool qlock; /* serialises queue pops
                                   (single consumer); a spin lock, unless
@@ -540,7 +547,7 @@ static inline _Atomic int64_t *crew__s_submitted(struct crew__worker *w)
     return &w->s_submitted;
 }
 
-/* The calling worker's count of CREW__LOCAL records (s_local). */
+/* The calling worker's count of QUEUED_LOCAL records (s_local). */
 static inline void crew__local_add(int64_t d)
 {
     _Atomic int64_t *c = &crew__self->s_local;
@@ -671,10 +678,11 @@ void crew__pool_progress(crew_t *pool);
 void crew__records_flush(crew_t *pool);
 void crew__records_atfork_child(void);
 void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id);
+void crew__run_taken(crew_t *pool, struct crew__rec *t, unsigned worker_id);
 void crew__dispose(crew_t *pool, struct crew__rec *t);
 void crew__finish_one(crew_t *pool);
 void crew__uncount(crew_t *pool);
-bool crew__cancel_record(crew_t *pool, struct crew__rec *t);
+int crew__cancel_record(crew_t *pool, struct crew__rec *t);
 
 /* policy.c */
 bool crew__uses_policy(const crew_t *pool, const crew_task_opts_t *opts);

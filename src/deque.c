@@ -12,27 +12,34 @@
  * when pushed and down when taken, `outstanding` up when submitted and
  * down when done) costs four read-modify-writes on lines every worker
  * writes; with tiny tasks submitted from inside, that was most of a
- * task's cost.  So a plain task (no future, policy, options, priority or
- * slot) that a worker submits outside any attempt with a policy goes on
- * its deque as CREW__LOCAL, counted in neither.  Instead the worker holds
- * a *cover*: one count in `outstanding`, taken with its first such push
- * and dropped between tasks when it has nothing to run (see
- * crew__cover_settle), so `outstanding` cannot reach zero while any is
- * queued or running there.  The owner pops and runs them without
- * touching a shared counter.  A thief counts a task in `outstanding`
- * before its CAS (and drops the count if it loses, or if the record was
- * counted already): the owner, seeing its deque empty, may drop its cover
- * right after the CAS, so the thief's count must be there first.  A
- * worker that leaves, or may sleep, or is about to run an attempt with a
- * deadline (which may stick it for good while its count is dropped: see
- * crew__cover_settle) moves them to the shared queue, counted as any
- * other.  No counter shows
- * them, so the hand-off with sleepers looks at the deques themselves: a
- * pusher stores `bottom`, then loads idle_avail (crew__deque_push_seq,
+ * task's cost.  So a task without options (plain, or with a future) that
+ * a worker submits outside any attempt with a policy goes on its deque in
+ * state QUEUED_LOCAL, counted in neither.  Instead the worker holds a
+ * *cover*: one count in `outstanding`, taken with its first such push and
+ * dropped between tasks when it has nothing to run (crew__cover_settle),
+ * so `outstanding` cannot reach zero while any is queued in its deque or
+ * running on it.  Whoever moves a record out of QUEUED_LOCAL (by CAS, as
+ * out of QUEUED: crew__claim) knows it has no count of its own:
+ *  - its owner, popping it (or helping with it while it still holds its
+ *    cover), runs it under the cover, touching no shared counter;
+ *  - a thief counts it in `outstanding` before its CAS on `top`, since
+ *    the owner, seeing its deque empty, may drop its cover right after;
+ *    the count goes when the task is done (or at once, if the record was
+ *    claimed by someone else or counted already);
+ *  - a worker helping with one in another's deque counts it the same way
+ *    before its claim (run_out_of_turn in task.c);
+ *  - a canceller owes nothing (crew__cancel_record returns 2).
+ * A worker that leaves, or may sleep, or is about to run an attempt with a
+ * deadline (which may stick it for good while the attempt's own count is
+ * dropped) moves what its deque holds to the shared queue: each
+ * QUEUED_LOCAL record gets a count and becomes QUEUED by CAS, unless
+ * someone claimed it first (spill).  No counter shows such records, so
+ * the hand-off with sleepers looks at the deques themselves: a pusher
+ * stores `bottom`, then loads idle_avail (crew__deque_push_seq and
  * submit_local; seq_cst); a sleeper publishes idle_avail, then loads
  * every deque's ends (crew__deques_busy, seq_cst).  Other records
- * (batches moved from the shared queue, futures) are counted the same
- * wherever they wait.
+ * (batches moved from the shared queue, tasks with options) are counted
+ * the same wherever they wait.
  *
  * The deque is the bounded array version of the Chase-Lev deque (as made
  * correct for C11 by Lê, Pop, Cohen and Zappa Nardelli): the owner pushes
@@ -115,8 +122,9 @@ void crew__deque_claim(crew_t *pool, struct crew__worker *w)
 }
 
 /*
- * Move what w's deque holds to the shared queue, CREW__LOCAL records
- * counted there as any other, and drop w's cover.  Only w calls it.
+ * Move what w's deque holds to the shared queue, QUEUED_LOCAL records
+ * made plain QUEUED and counted there as any other, and drop w's cover.
+ * Only w calls it.
  */
 static void spill(crew_t *pool, struct crew__worker *w)
 {
@@ -124,23 +132,33 @@ static void spill(crew_t *pool, struct crew__worker *w)
     bool moved = false;
 
     while ((t = crew__deque_pop(w->deq)) != NULL) {
-        bool local = atomic_load_explicit(&t->waiting,
-                                          memory_order_relaxed) ==
-                     CREW__LOCAL;
+        int s = CREW__QUEUED_LOCAL;
 
-        if (local) {
-            /* Relaxed: the cover keeps outstanding above zero until the
-             * seq_cst drop below. */
+        if (atomic_load_explicit(&t->state, memory_order_relaxed) == s) {
+            /* Its count first (relaxed: the cover keeps outstanding above
+             * zero until the seq_cst drop below), then the state, against
+             * a canceller or a helper claiming it meanwhile (acq_rel, as
+             * crew__claim: whoever moves it first decides). */
             atomic_fetch_add_explicit(&pool->outstanding, 1,
                                       memory_order_relaxed);
+            if (!atomic_compare_exchange_strong_explicit(
+                    &t->state, &s, CREW__QUEUED, memory_order_acq_rel,
+                    memory_order_acquire)) {
+                /* Claimed: its claimer ran or reported it and needed no
+                 * count of ours; the record is ours to free. */
+                crew__uncount(pool);
+                crew__dispose(pool, t);
+                continue;
+            }
+            crew__local_add(-1);
             atomic_store_explicit(&t->waiting, CREW__COUNTED,
                                   memory_order_relaxed);
-            crew__local_add(-1);
-        }
-        crew__queue_push(&pool->q, t);
-        /* seq_cst: after the push, as in crew__enqueue (the hand-off). */
-        if (local)
+            crew__queue_push(&pool->q, t);
+            /* seq_cst: after the push, as in crew__enqueue (the hand-off). */
             atomic_fetch_add_explicit(&pool->queued, 1, memory_order_seq_cst);
+        } else {
+            crew__queue_push(&pool->q, t);
+        }
         moved = true;
     }
     crew__cover_drop(pool, w);
@@ -160,7 +178,7 @@ void crew__deque_release(crew_t *pool, struct crew__worker *w)
     atomic_store_explicit(&d->owned, false, memory_order_release);
 }
 
-/* Before w's first CREW__LOCAL push: a count in outstanding for them.
+/* Before w's first QUEUED_LOCAL push: a count in outstanding for them.
  * False (and none) if the pool no longer accepts work. */
 bool crew__cover_take(crew_t *pool, struct crew__worker *w)
 {
@@ -175,7 +193,8 @@ bool crew__cover_take(crew_t *pool, struct crew__worker *w)
     return true;
 }
 
-/* w's deque is empty and it runs no CREW__LOCAL record: drop the cover. */
+/* w's deque is empty and it runs no QUEUED_LOCAL record: drop the
+ * cover. */
 void crew__cover_drop(crew_t *pool, struct crew__worker *w)
 {
     if (!w->cover)
@@ -185,12 +204,12 @@ void crew__cover_drop(crew_t *pool, struct crew__worker *w)
 }
 
 /*
- * No cover for w from here on, outside any CREW__LOCAL record: what its
+ * No cover for w from here on, outside any QUEUED_LOCAL record: what its
  * deque holds goes to the shared queue, counted.  Between tasks, before
  * it spins or sleeps (a sleeper's cover would hold crew_wait() up), and
  * before an attempt with a deadline: if w got stuck there, the attempt's
  * count would go at the deadline but the cover would stay for good.
- * (Nested in a CREW__LOCAL record the cover stays: that record is stuck
+ * (Nested in a QUEUED_LOCAL record the cover stays: that record is stuck
  * too, and counted by it, as in a drain.)
  */
 void crew__cover_settle(crew_t *pool, struct crew__worker *w)
@@ -200,7 +219,7 @@ void crew__cover_settle(crew_t *pool, struct crew__worker *w)
 }
 
 /* Does any deque hold a task?  seq_cst: the sleeper's half of the
- * hand-off for CREW__LOCAL records (see the top of the file). */
+ * hand-off for QUEUED_LOCAL records (see the top of the file). */
 bool crew__deques_busy(crew_t *pool)
 {
     unsigned n = atomic_load_explicit(&pool->ndeqs, memory_order_seq_cst);
@@ -262,7 +281,7 @@ bool crew__deque_push(struct crew__deque *d, struct crew__rec *t)
     return true;
 }
 
-/* The same, with a seq_cst store of bottom: for a CREW__LOCAL record,
+/* The same, with a seq_cst store of bottom: for a QUEUED_LOCAL record,
  * whose push the hand-off with sleepers orders by this store (see the
  * top of the file). */
 bool crew__deque_push_seq(struct crew__deque *d, struct crew__rec *t)
@@ -329,28 +348,24 @@ static struct crew__rec *steal_one(crew_t *pool, struct crew__deque *d)
 
     if (top >= b)
         return NULL;
-    /* Counted before the CAS (see the top of the file).  seq_cst: it must
-     * come before the owner's look at an empty deque and its drop. */
-    atomic_fetch_add_explicit(&pool->outstanding, 1, memory_order_seq_cst);
+    /* Counted before the CAS (see the top of the file), in a pool that
+     * may have QUEUED_LOCAL records.  seq_cst: it must come before the
+     * owner's look at an empty deque and its drop. */
+    if (pool->locals)
+        atomic_fetch_add_explicit(&pool->outstanding, 1,
+                                  memory_order_seq_cst);
     t = atomic_load_explicit(&d->buf[top & MASK], memory_order_relaxed);
     /* A failed CAS means someone else took it (and a slot read may have
      * been overwritten since: then it is not ours to use). */
     if (!atomic_compare_exchange_strong_explicit(&d->top, &top, top + 1,
                                                  memory_order_seq_cst,
                                                  memory_order_relaxed)) {
-        crew__uncount(pool);
+        if (pool->locals)
+            crew__uncount(pool);
         return NULL;
     }
-    /* Ours alone now.  Relaxed: written before the push's release. */
-    if (atomic_load_explicit(&t->waiting, memory_order_relaxed) ==
-        CREW__LOCAL) {
-        /* Counted now, by us: done, it goes through crew__finish_one. */
-        atomic_store_explicit(&t->waiting, CREW__UNCOUNTED,
-                              memory_order_relaxed);
-        crew__local_add(-1);
-    } else {
-        crew__uncount(pool);    /* counted already: cannot reach zero */
-    }
+    /* Ours, with our count: crew__run_taken drops it when done. */
+    crew__stolen = pool->locals;
     return t;
 }
 

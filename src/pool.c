@@ -368,6 +368,8 @@ int crew_create(crew_t **out, const crew_opts_t *opts)
     }
     atomic_init(&pool->queued, 0);
     atomic_init(&pool->n_local, 0);
+    pool->locals = !o.fibers && o.queue_capacity == 0 &&
+                   o.on_progress == NULL && o.priority_aging_ns == 0;
     atomic_init(&pool->outstanding, 0);
     atomic_init(&pool->state, CREW__RUNNING_STATE);
     atomic_init(&pool->idle_avail, 0);
@@ -657,7 +659,7 @@ void crew_stats(crew_t *pool, crew_stats_t *st)
     st->overtime_workers = pool->overtime;
     st->queued = atomic_load_explicit(&pool->queued, memory_order_relaxed);
     {
-        /* And the CREW__LOCAL records in deques, which no shared counter
+        /* And the QUEUED_LOCAL records in deques, which no shared counter
          * shows (deque.c): each worker's s_local, summed.  A thief's
          * share may be negative, and the sum briefly off: clamped. */
         int64_t local = atomic_load_explicit(&pool->n_local,

@@ -632,23 +632,73 @@ void crew__report(crew_t *pool, struct crew__rec *t, int err, void *result)
 }
 
 /*
- * Cancel a record that has not started.  Returns true if this call won it
- * (and reported it); the caller then owes crew__finish_one().
+ * Move a record that has not started (QUEUED or QUEUED_LOCAL) to `to`.
+ * True if this call did, with *was_local saying which it left: a
+ * QUEUED_LOCAL record has no count of its own in outstanding (deque.c).
+ * acq_rel: the winner reads the record's fields written by the submitter
+ * and is the one that runs or reports it; a loser only frees.
  */
-bool crew__cancel_record(crew_t *pool, struct crew__rec *t)
+bool crew__claim(struct crew__rec *t, int to, bool *was_local)
 {
-    int expect = CREW__QUEUED;
+    int s = atomic_load_explicit(&t->state, memory_order_acquire);
 
-    /* acq_rel: winning the CAS makes this thread the one that reports. */
-    if (!atomic_compare_exchange_strong_explicit(&t->state, &expect,
-                                                 CREW__CANCELED,
-                                                 memory_order_acq_rel,
-                                                 memory_order_acquire))
-        return false;
-    crew__unqueue(pool, t);
+    while (s == CREW__QUEUED || s == CREW__QUEUED_LOCAL)
+        if (atomic_compare_exchange_weak_explicit(&t->state, &s, to,
+                                                  memory_order_acq_rel,
+                                                  memory_order_acquire)) {
+            *was_local = s == CREW__QUEUED_LOCAL;
+            return true;
+        }
+    return false;
+}
+
+/* A QUEUED_LOCAL record left that state (crew_stats' queued). */
+void crew__local_left(crew_t *pool)
+{
+    struct crew__worker *w = crew__self;
+
+    if (w != NULL && w->pool == pool)
+        crew__local_add(-1);
+    else                        /* relaxed: reporting only */
+        atomic_fetch_sub_explicit(&pool->n_local, 1, memory_order_relaxed);
+}
+
+/*
+ * Cancel a record that has not started.  Returns 0 if another thread got
+ * to it first; else this call reported it, and returns 1 if the caller
+ * now owes crew__finish_one(), 2 if not (a QUEUED_LOCAL record, which has
+ * no count of its own).
+ */
+int crew__cancel_record(crew_t *pool, struct crew__rec *t)
+{
+    bool local;
+
+    if (!crew__claim(t, CREW__CANCELED, &local))
+        return 0;
+    if (local)
+        crew__local_left(pool);
+    else
+        crew__unqueue(pool, t);
     atomic_fetch_add_explicit(&pool->n_cancelled, 1, memory_order_relaxed);
     crew__report(pool, t, CREW_ECANCELED, NULL);
-    return true;
+    return local ? 2 : 1;
+}
+
+/*
+ * Counts in outstanding that the innermost run on this thread drops when
+ * it ends: its record's own (not a QUEUED_LOCAL one's), and the one a
+ * thief or a helper took for it (deque.c).  For crew__abandon.
+ */
+static _Thread_local unsigned owed;
+
+/* Drop `n` such counts: the first as a task's end (progress, wake-ups),
+ * the other as a plain count. */
+static void drop_owed(crew_t *pool, unsigned n)
+{
+    if (n >= 1)
+        crew__finish_one(pool);
+    if (n >= 2)
+        crew__uncount(pool);
 }
 
 _Thread_local const crew_t *crew__callback_pool;
@@ -689,21 +739,47 @@ static void run_claimed(crew_t *pool, struct crew__rec *t,
 static bool run_out_of_turn(crew_t *pool, struct crew__rec *t,
                             unsigned worker_id)
 {
-    int expect = CREW__QUEUED;
+    struct crew__worker *w = crew__self;
+    int s = atomic_load_explicit(&t->state, memory_order_acquire);
+    bool local, cover, mine;
+    unsigned n, outer_owed = owed;
 
     if ((t->flags & CREW__F_POLICY) ||
         atomic_load_explicit(&pool->state, memory_order_relaxed) ==
-            CREW__CANCELLING)
+            CREW__CANCELLING ||
+        (s != CREW__QUEUED && s != CREW__QUEUED_LOCAL))
         return false;
-    /* acq_rel: see crew__cancel_record. */
-    if (!atomic_compare_exchange_strong_explicit(&t->state, &expect,
-                                                 CREW__RUNNING,
-                                                 memory_order_acq_rel,
-                                                 memory_order_acquire))
+    /*
+     * A QUEUED_LOCAL record in this worker's deque runs under our cover;
+     * one in another's deque needs a count of ours first, before the
+     * claim (seq_cst): its owner may pop the started record, find its
+     * deque empty and drop its cover while we run it.
+     */
+    cover = s == CREW__QUEUED_LOCAL && w != NULL && w->cover &&
+            crew__future(t)->local_owner == w;
+    mine = s == CREW__QUEUED_LOCAL && !cover;
+    if (mine)
+        atomic_fetch_add_explicit(&pool->outstanding, 1,
+                                  memory_order_seq_cst);
+    if (!crew__claim(t, CREW__RUNNING, &local)) {
+        if (mine)
+            crew__uncount(pool);
         return false;
-    crew__unqueue(pool, t);
+    }
+    if (local)
+        crew__local_left(pool);
+    else
+        crew__unqueue(pool, t);
+    /* Moved out of the deque meanwhile (only its owner does that, and
+     * then it was ours): counted now, and no cover to run under. */
+    cover = cover && local;
+    n = (local ? 0u : 1u) + (mine ? 1u : 0u);
+    owed = n;                   /* for crew__abandon (thread mode) */
+    crew__local_depth += cover;
     run_claimed(pool, t, worker_id);
-    crew__finish_one(pool);
+    crew__local_depth -= cover;
+    owed = outer_owed;
+    drop_owed(pool, n);
     return true;
 }
 
@@ -724,8 +800,7 @@ static bool run_newest(crew_t *pool, struct crew__rec *t)
         (r = crew__deque_pop(w->deq)) == NULL)
         return false;
     /* r is t: only this worker pushes or pops at that end.  (Were it not,
-     * it would still be run, never dropped.)  Futures are never
-     * CREW__LOCAL: counted as any record. */
+     * it would still be run, never dropped.) */
     crew__unqueue(pool, r);
     crew__run(pool, r, w->id);
     return r == t;
@@ -744,7 +819,6 @@ void crew__abandon(crew_t *pool, struct crew__rec *t, struct crew__rec *proxy)
 {
     /* Before the loop, which may free t (a task with a policy). */
     bool plain = t != NULL && !(t->flags & CREW__F_POLICY);
-    bool local;
 
     while (proxy != NULL) {
         struct crew__attempt *a = (struct crew__attempt *)proxy;
@@ -758,27 +832,30 @@ void crew__abandon(crew_t *pool, struct crew__rec *t, struct crew__rec *proxy)
     }
     if (!plain)
         return;                 /* none, or done with its attempt above */
-    /* Relaxed: only this thread has touched it since it was taken. */
-    local = atomic_load_explicit(&t->waiting, memory_order_relaxed) ==
-            CREW__LOCAL;
     crew__stat_running(pool, -1);
     if (crew__is_future(t))
         crew__group_running(t, -1);
     crew__stat_done(pool, CREW_EEXIT);
     crew__report(pool, t, CREW_EEXIT, NULL);
     crew__dispose(pool, t);
-    if (local)
-        crew__local_depth--;    /* its cover goes as the worker leaves */
-    else
-        crew__finish_one(pool);
+    /* Its counts (fiber mode: a counted record, and `owed` is the
+     * thread's, not the fiber's); a cover goes as the worker leaves. */
+    drop_owed(pool, pool->opts.fibers ? 1u : owed);
 }
 
 _Thread_local unsigned crew__local_depth;
+_Thread_local bool crew__stolen;
 
-void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id)
+/*
+ * Run record t, taken off a queue by this thread (or cancel it under
+ * shutdown NOW), and drop what it owes.  `held`: the taker holds a count
+ * of its own for it (a thief: deque.c).
+ */
+static void run_taken(crew_t *pool, struct crew__rec *t, unsigned worker_id,
+                      bool held)
 {
-    int expect = CREW__QUEUED;
-    bool local;
+    unsigned n, outer_owed = owed;
+    bool local, cover;
 
     if (t->flags & CREW__F_PROXY) {
         struct crew__rec *outer_proxy = crew__proxy;
@@ -791,36 +868,53 @@ void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id)
         crew__run_proxy(pool, t, worker_id);
         crew__proxy = outer_proxy;
         free(t);
+        if (held)
+            crew__uncount(pool);    /* a proxy keeps its own count */
         return;
     }
-    /* A CREW__LOCAL record counts under its worker's cover, not in
-     * outstanding (deque.c).  Relaxed: its taker alone touches it. */
-    local = atomic_load_explicit(&t->waiting, memory_order_relaxed) ==
-            CREW__LOCAL;
     if (atomic_load_explicit(&pool->state, memory_order_relaxed) >=
         CREW__CANCELLING) {
-        bool won = crew__cancel_record(pool, t);
+        int won = crew__cancel_record(pool, t);
 
         crew__dispose(pool, t);
-        if (won && !local)
-            crew__finish_one(pool);
+        drop_owed(pool, (won == 1 ? 1u : 0u) + (held ? 1u : 0u));
         return;
     }
-    /* acq_rel: see crew__cancel_record. */
-    if (!atomic_compare_exchange_strong_explicit(&t->state, &expect,
-                                                 CREW__RUNNING,
-                                                 memory_order_acq_rel,
-                                                 memory_order_acquire)) {
-        crew__dispose(pool, t);     /* cancelled, withdrawn, or run out of
-                                       turn earlier */
+    if (!crew__claim(t, CREW__RUNNING, &local)) {
+        /* Cancelled, withdrawn, or run out of turn earlier: whoever did
+         * that dropped the record's own count. */
+        crew__dispose(pool, t);
+        if (held)
+            crew__uncount(pool);
         return;
     }
-    crew__local_depth += local;
+    if (local)
+        crew__local_left(pool);
+    /* A QUEUED_LOCAL record taken by its owner runs under the cover
+     * (only its owner pops it from the deque; a thief holds a count). */
+    cover = local && !held;
+    n = (local ? 0u : 1u) + (held ? 1u : 0u);
+    owed = n;                   /* for crew__abandon (thread mode) */
+    crew__local_depth += cover;
     run_claimed(pool, t, worker_id);
-    crew__local_depth -= local;
+    crew__local_depth -= cover;
+    owed = outer_owed;
     crew__dispose(pool, t);
-    if (!local)
-        crew__finish_one(pool);
+    drop_owed(pool, n);
+}
+
+void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id)
+{
+    run_taken(pool, t, worker_id, false);
+}
+
+/* The record crew__take() returned: with its count if it was stolen. */
+void crew__run_taken(crew_t *pool, struct crew__rec *t, unsigned worker_id)
+{
+    bool held = crew__stolen;
+
+    crew__stolen = false;
+    run_taken(pool, t, worker_id, held);
 }
 
 static struct crew__rec *new_record(crew_t *pool, crew_fn fn, void *arg,
@@ -912,48 +1006,56 @@ int crew__enqueue(crew_t *pool, struct crew__rec *t, unsigned char count,
 }
 
 /*
- * Can this submit go on the calling worker's deque as a CREW__LOCAL record
- * (deque.c)?  A plain task from a worker of the pool, outside any attempt
- * with a policy, into an unbounded pool without a progress callback (a
- * report per task goes with the count per task) or priorities, of more
- * than one worker (one keeps submission order).
+ * Can this submit go on the calling worker's deque as a QUEUED_LOCAL
+ * record (deque.c)?  A task without options (a future is fine) from a
+ * worker of the pool, outside any attempt with a policy, into an unbounded
+ * pool without a progress callback (a report per task goes with the count
+ * per task) or priorities, of more than one worker (one keeps submission
+ * order).
  */
 static bool local_ok(crew_t *pool, const crew_task_opts_t *opts,
                      crew_task_t **out, bool policy)
 {
     const struct crew__worker *w = crew__self;
 
-    return w != NULL && w->pool == pool && w->deq != NULL && opts == NULL &&
-           out == NULL && !policy && crew__proxy == NULL &&
-           pool->opts.queue_capacity == 0 &&
-           pool->opts.on_progress == NULL && !crew__uses_heap(pool, NULL) &&
+    (void)out;
+    return pool->locals && w != NULL && w->pool == pool && w->deq != NULL &&
+           opts == NULL && !policy && crew__proxy == NULL &&
            /* Relaxed: as in crew__enqueue. */
            atomic_load_explicit(&pool->max_target, memory_order_relaxed) >= 2;
 }
 
-/* The submit of a CREW__LOCAL record: no shared counter on the way. */
-static int submit_local(crew_t *pool, crew_fn fn, void *arg)
+/* The submit of a QUEUED_LOCAL record: no shared counter on the way. */
+static int submit_local(crew_t *pool, crew_fn fn, void *arg,
+                        crew_task_t **out)
 {
     struct crew__worker *w = crew__self;
     struct crew__rec *t;
 
     if (!w->cover && !crew__cover_take(pool, w))
         return CREW_ESHUTDOWN;
-    t = new_record(pool, fn, arg, NULL, false, false);
+    t = new_record(pool, fn, arg, NULL, out != NULL, false);
     if (t == NULL)
         return CREW_ENOMEM;     /* the cover goes between tasks */
     crew__stat_submitted(pool, 1);
+    if (out != NULL) {
+        crew__future(t)->local_owner = w;
+        *out = crew__future(t);
+    }
     /* Relaxed: published by the push's release. */
-    atomic_store_explicit(&t->waiting, CREW__LOCAL, memory_order_relaxed);
+    atomic_store_explicit(&t->state, CREW__QUEUED_LOCAL,
+                          memory_order_relaxed);
     crew__local_add(1);
     if (!crew__deque_push_seq(w->deq, t)) {
         /* A full deque: the shared queue, counted as any other.  Relaxed:
          * the cover keeps outstanding above zero meanwhile. */
         crew__local_add(-1);
+        atomic_store_explicit(&t->state, CREW__QUEUED, memory_order_relaxed);
         atomic_fetch_add_explicit(&pool->outstanding, 1,
                                   memory_order_relaxed);
         /* We are a live worker: it will run, whatever this returns. */
-        (void)crew__enqueue(pool, t, CREW__COUNTED, NULL);
+        (void)crew__enqueue(pool, t, CREW__COUNTED,
+                            out != NULL ? crew__future(t) : NULL);
         return 0;
     }
     /*
@@ -1003,7 +1105,7 @@ static int submit(crew_t *pool, crew_fn fn, void *arg,
         goto rejected;
     }
     if (local_ok(pool, opts, out, policy)) {
-        rc = submit_local(pool, fn, arg);
+        rc = submit_local(pool, fn, arg, out);
         if (rc != 0)
             goto rejected;
         return 0;
@@ -1298,7 +1400,7 @@ int crew_task_state(const crew_task_t *task)
         pthread_mutex_unlock((pthread_mutex_t *)&task->mu);
         return done ? CREW_TASK_CANCELED : CREW_TASK_QUEUED;
     }
-    return s;
+    return s == CREW__QUEUED_LOCAL ? CREW_TASK_QUEUED : s;
 }
 
 int crew_task_cancel(crew_task_t *task)
@@ -1315,16 +1417,22 @@ int crew_task_cancel(crew_task_t *task)
     crew__fiber_cancel(task);   /* if it waits on a fiber, end that now */
     /* seq_cst: see schedule_retry() in policy.c. */
     s = atomic_load_explicit(&task->rec.state, memory_order_seq_cst);
-    if (s != CREW__QUEUED)
+    if (s != CREW__QUEUED && s != CREW__QUEUED_LOCAL)
         return CREW_EBUSY;
     /* The pool is alive: the task is accepted and unfinished, so
      * crew_shutdown() is still waiting for it. */
     pool = task->pool;
     if (task->rec.flags & CREW__F_POLICY)
         return crew__policy_cancel(task);
-    if (!crew__cancel_record(pool, &task->rec))
+    switch (crew__cancel_record(pool, &task->rec)) {
+    case 0:
         return CREW_EBUSY;
-    crew__finish_one_locked(pool);
+    case 1:
+        crew__finish_one_locked(pool);
+        break;
+    default:
+        break;                  /* QUEUED_LOCAL: no count of its own */
+    }
     return 0;
 }
 

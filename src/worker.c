@@ -121,7 +121,7 @@ struct crew__rec *crew__take(crew_t *pool)
         goto taken;
     if (own != NULL && (++w->takes & 31) != 0 &&
         (t = crew__deque_pop(own)) != NULL)
-        goto own;
+        goto taken;
     for (;;) {
         crew__qlock(pool);
         rc = crew__queue_pop(&pool->q, &t);
@@ -132,7 +132,7 @@ struct crew__rec *crew__take(crew_t *pool)
             break;
         if (rc == CREW__POP_EMPTY) {
             if (own != NULL && (t = crew__deque_pop(own)) != NULL)
-                goto own;
+                goto taken;
             if (w != NULL && w->pool == pool &&
                 (t = crew__deque_steal(pool, w)) != NULL)
                 goto taken;
@@ -143,14 +143,6 @@ struct crew__rec *crew__take(crew_t *pool)
             return NULL;
         }
         sched_yield();          /* a producer is between its two steps */
-    }
-    goto taken;
-own:
-    /* Relaxed: ours alone, written before the push. */
-    if (atomic_load_explicit(&t->waiting, memory_order_relaxed) ==
-        CREW__LOCAL) {
-        crew__local_add(-1);
-        return t;               /* counted nowhere: see deque.c */
     }
 taken:
     crew__unqueue(pool, t);
@@ -164,17 +156,10 @@ taken:
  */
 void crew__unqueue(crew_t *pool, struct crew__rec *t)
 {
-    unsigned char was;
-
-    /* Counted nowhere (deque.c); only its taker touches it, and crew__run
-     * reads this.  Relaxed: ours alone. */
-    if (atomic_load_explicit(&t->waiting, memory_order_relaxed) ==
-        CREW__LOCAL)
-        return;
     /* Relaxed: the exchange only has to pick one winner; the record's
      * fields are ordered by the queue links and the state CAS. */
-    was = atomic_exchange_explicit(&t->waiting, CREW__UNCOUNTED,
-                                   memory_order_relaxed);
+    unsigned char was = atomic_exchange_explicit(&t->waiting, CREW__UNCOUNTED,
+                                                 memory_order_relaxed);
     if (was == CREW__UNCOUNTED)
         return;
     /* Relaxed: only the increments take part in the hand-off; a stale
@@ -204,7 +189,7 @@ bool crew__try_run_one(crew_t *pool, unsigned worker_id)
     if (t == NULL)
         return false;
     crew__pass_on(pool);
-    crew__run(pool, t, worker_id);
+    crew__run_taken(pool, t, worker_id);
     return true;
 }
 

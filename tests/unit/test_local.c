@@ -247,6 +247,151 @@ START_TEST(local__stuck_worker_does_not_hold_up_crew_wait)
 }
 END_TEST
 
+static long fib_serial(int n)
+{
+    return n < 2 ? n : fib_serial(n - 1) + fib_serial(n - 2);
+}
+
+/* Fork-join with futures: each split spawns a child and waits for it. */
+static int fib_task(crew_ctx_t *ctx, void *arg, void **result)
+{
+    int n = (int)(intptr_t)arg;
+    crew_task_t *t;
+    void *x = NULL;
+    int rc;
+
+    if (n < 10) {
+        *result = (void *)(intptr_t)fib_serial(n);
+        return 0;
+    }
+    rc = crew_spawn(crew_ctx_pool(ctx), fib_task, (void *)(intptr_t)(n - 1),
+                    NULL, &t);
+    if (rc != 0)
+        return rc;
+    if (fib_task(ctx, (void *)(intptr_t)(n - 2), result) != 0)
+        return 1;
+    rc = crew_task_wait(t, &x);
+    crew_task_release(t);
+    *result = (void *)((intptr_t)*result + (intptr_t)x);
+    return rc;
+}
+
+START_TEST(local__fork_join_with_futures)
+{
+    crew_t *pool = two_workers();
+
+    for (int round = 0; round < 5; round++) {
+        crew_task_t *t;
+        void *x = NULL;
+        crew_stats_t st;
+
+        ck_assert_int_eq(
+            crew_spawn(pool, fib_task, (void *)(intptr_t)24, NULL, &t), 0);
+        ck_assert_int_eq(crew_task_wait(t, &x), 0);
+        ck_assert_int_eq((intptr_t)x, fib_serial(24));
+        crew_task_release(t);
+        ck_assert_int_eq(crew_wait(pool), 0);
+        st = t_stats(pool);
+        ck_assert_uint_eq(st.queued, 0);
+        ck_assert_uint_eq(st.running, 0);
+        ck_assert_uint_eq(st.failed, 0);
+        ck_assert_uint_eq(st.submitted, st.completed);
+    }
+    ck_assert_int_eq(crew_free(pool), 0);
+}
+END_TEST
+
+static crew_task_t *_Atomic shared_child;
+static t_gate_t parent_gate;
+static t_count_t parent_ready;
+
+/* Spawns a child (it waits in this worker's deque), hands it out, and
+ * blocks its thread until the test lets it go. */
+static int spawn_and_block(crew_ctx_t *ctx, void *arg, void **result)
+{
+    crew_task_t *t;
+
+    (void)arg;
+    (void)result;
+    if (crew_spawn(crew_ctx_pool(ctx), count_fn, NULL, NULL, &t) != 0)
+        return 1;
+    atomic_store(&shared_child, t);
+    t_count_add(&parent_ready, 1);
+    t_gate_pass(&parent_gate);
+    return 0;
+}
+
+/* Waits, from the other worker, for the child in the first one's deque:
+ * it helps by running it (with a count of its own). */
+static int wait_for_shared(crew_ctx_t *ctx, void *arg, void **result)
+{
+    (void)ctx;
+    (void)arg;
+    (void)result;
+    return crew_task_wait(atomic_load(&shared_child), NULL);
+}
+
+/* A child still queued in its worker's deque: cancelled from outside, or
+ * run by the other worker that waits for it; the counts add up and
+ * crew_wait() returns either way. */
+START_TEST(local__a_queued_child_cancelled_or_run_by_another)
+{
+    for (int cancel = 0; cancel < 2; cancel++) {
+        crew_t *pool = two_workers();
+        crew_task_t *child, *waiter = NULL;
+        crew_stats_t st;
+
+        t_gate_t other_gate;
+        t_count_t other_started;
+        t_blocker_t other = { .started = &other_started, .gate = &other_gate };
+
+        atomic_store(&ran, 0);
+        t_gate_init(&parent_gate);
+        t_count_init(&parent_ready);
+        t_gate_init(&other_gate);
+        t_count_init(&other_started);
+        /* The other worker busy first, so that it cannot steal the
+         * child; the parent then runs on the first one. */
+        ck_assert_int_eq(crew_submit(pool, t_blocker_fn, &other), 0);
+        ck_assert(t_count_wait(&other_started, 1, T_LONG));
+        ck_assert_int_eq(crew_submit(pool, spawn_and_block, NULL), 0);
+        ck_assert(t_count_wait(&parent_ready, 1, T_LONG));
+        child = atomic_load(&shared_child);
+        ck_assert_int_eq(crew_task_state(child), CREW_TASK_QUEUED);
+        if (cancel) {
+            ck_assert_int_eq(crew_task_cancel(child), 0);
+            ck_assert_int_eq(crew_task_wait(child, NULL), CREW_ECANCELED);
+            t_gate_open(&other_gate);
+        } else {
+            /* Queued before the other worker is let go: it takes this
+             * (the shared queue) before it would steal the child. */
+            ck_assert_int_eq(
+                crew_spawn(pool, wait_for_shared, NULL, NULL, &waiter), 0);
+            t_gate_open(&other_gate);
+            ck_assert_int_eq(crew_task_wait_timeout(waiter, T_LONG, NULL), 0);
+            ck_assert_int_eq(crew_task_wait(child, NULL), 0);
+            crew_task_release(waiter);
+        }
+        t_gate_open(&parent_gate);
+        ck_assert_int_eq(crew_wait(pool), 0);
+        ck_assert_int_eq(atomic_load(&ran), cancel ? 0 : 1);
+        ck_assert_int_eq(crew_task_state(child),
+                         cancel ? CREW_TASK_CANCELED : CREW_TASK_DONE);
+        crew_task_release(child);
+        st = t_stats(pool);
+        ck_assert_uint_eq(st.queued, 0);
+        ck_assert_uint_eq(st.running, 0);
+        ck_assert_uint_eq(st.cancelled, (uint64_t)cancel);
+        ck_assert_uint_eq(st.submitted, st.completed + st.cancelled);
+        ck_assert_int_eq(crew_free(pool), 0);
+        t_gate_destroy(&parent_gate);
+        t_count_destroy(&parent_ready);
+        t_gate_destroy(&other_gate);
+        t_count_destroy(&other_started);
+    }
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("local");
@@ -255,5 +400,7 @@ int main(void)
     crew_add_test(s, local__a_blocked_workers_task_is_stolen);
     crew_add_test(s, local__shutdown_now_cancels_what_waits);
     crew_add_test(s, local__stuck_worker_does_not_hold_up_crew_wait);
+    crew_add_test(s, local__fork_join_with_futures);
+    crew_add_test(s, local__a_queued_child_cancelled_or_run_by_another);
     return crew_run_suite(s);
 }
