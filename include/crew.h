@@ -313,11 +313,13 @@ typedef struct crew_stats {
  * Starts min_workers threads (max_workers with `prespawn`) before
  * returning.  Returns 0 and stores the pool in *pool, or CREW_EINVAL (NULL
  * `pool`, min_workers > max_workers, a bound above CREW_MAX_WORKERS or
- * CREW_MAX_CAPACITY, a stack size outside 16 KiB..1 GiB, a negative
- * task_timeout_ns, progress_interval_ns or priority_aging_ns, an unknown
- * `lock`), CREW_ENOMEM or CREW_ETHREAD; on failure nothing is left
- * allocated or running.  Fiber-only options (`threads`,
- * `fiber_stack_size`, `blocking_threads`) are ignored in thread mode.
+ * CREW_MAX_CAPACITY, a max_overtime above CREW_MAX_WORKERS, in fiber mode
+ * `threads` or `blocking_threads` above CREW_MAX_WORKERS, a stack size
+ * outside 16 KiB..1 GiB, a negative task_timeout_ns, progress_interval_ns
+ * or priority_aging_ns, an unknown `lock`), CREW_ENOMEM or CREW_ETHREAD;
+ * on failure nothing is left allocated or running.  Fiber-only options
+ * (`threads`, `fiber_stack_size`, `blocking_threads`) are ignored in
+ * thread mode.
  */
 CREW_API int crew_create(crew_t **pool, const crew_opts_t *opts);
 
@@ -539,9 +541,11 @@ CREW_API int crew_group_wait_timeout(crew_group_t *group, int64_t timeout_ns);
 CREW_API int crew_group_cancel(crew_group_t *group);
 
 /*
- * The error of the first task of the group that failed (its return value,
- * CREW_ETIMEDOUT, or CREW_ECANCELED if the group was cancelled before any
- * failed), 0 if none has.  CREW_EINVAL for NULL.
+ * The error of the first task of the group that did not succeed: its
+ * return value, CREW_ETIMEDOUT, or CREW_ECANCELED for one that a cancel
+ * (of the task or the group) stopped; 0 if none has, so also for a
+ * cancelled group whose tasks had all finished (or that had none).
+ * CREW_EINVAL for NULL.
  */
 CREW_API int crew_group_error(const crew_group_t *group);
 

@@ -588,6 +588,8 @@ struct crew__waiter {
     unsigned *held;            /* optional: a count under mu that the
                                   wait holds; dropped for it if its fiber
                                   is lost (pthread_exit on its thread) */
+    bool placed;               /* a place waiter (fiber.c), under mu:
+                                  woken with a budget place taken for it */
 };
 
 struct crew__sched;

@@ -983,6 +983,9 @@ void crew_yield(void)
 
 /* --- The scheduler ------------------------------------------------------ */
 
+/* On a sched's on_cpu: the fiber running there is stuck (see Overtime). */
+#define STUCK ((uintptr_t)1)
+
 /* n places are held now: the most ever held (a statistic; relaxed). */
 static void note_peak(crew_t *pool, unsigned n)
 {
@@ -1016,11 +1019,14 @@ static bool budget_grab(crew_t *pool)
 
 /* A place for a new task: none while fibers back from waits wait for one
  * (they come first; relaxed, as a late look only delays one of them). */
+static bool hand_places(crew_t *pool);
+
 static bool budget_take(crew_t *pool)
 {
-    return atomic_load_explicit(&pool->returners, memory_order_relaxed) ==
-               0 &&
-           budget_grab(pool);
+    if (atomic_load_explicit(&pool->returners, memory_order_relaxed) > 0 &&
+        hand_places(pool))
+        return false;
+    return budget_grab(pool);
 }
 
 /* Add w at the end of the place waiters.  Call with fiber_lock held. */
@@ -1049,18 +1055,32 @@ static void place_unlink(crew_t *pool, struct crew__waiter *w)
 
 /*
  * Hand free places to the fibers waiting for one (place_back), oldest
- * first, while the budget has room.
+ * first, while the budget has room; but not to one whose thread is stuck
+ * in a timed-out task (it could not use the place until that returns: it
+ * waits, and new tasks may have the place meanwhile).  Returns true if a
+ * waiter that could run is left without a place.
  */
-static void hand_places(crew_t *pool)
+static bool hand_places(crew_t *pool)
 {
     struct crew__fiber *woken = NULL;
-    struct crew__waiter *w;
-    bool lost = false;
+    struct crew__waiter *w, *next;
+    bool lost = false, left = false;
 
     pthread_mutex_lock(&pool->fiber_lock);
-    while ((w = pool->place_head) != NULL && budget_grab(pool)) {
+    for (w = pool->place_head; w != NULL; w = next) {
+        next = w->next;
+        /* Relaxed: a hint; the thread hands places out itself when it
+         * is back (run_fiber). */
+        if (atomic_load_explicit(&w->f->home->on_cpu, memory_order_relaxed) &
+            STUCK)
+            continue;
+        if (!budget_grab(pool)) {
+            left = true;
+            break;
+        }
         place_unlink(pool, w);
         if (claim(w->f, w->gen)) {
+            w->placed = true;
             w->f->wnext = woken;
             woken = w->f;
         } else {
@@ -1075,6 +1095,31 @@ static void hand_places(crew_t *pool)
     crew__fiber_deliver(woken);
     if (lost)
         crew__pass_on(pool);
+    return left;
+}
+
+/*
+ * The running attempt of fiber f passed its deadline (overtime): if f
+ * waits for a place, it need not any more (it takes none again): take it
+ * off the list and return it claimed, for the caller to deliver, without
+ * a place, so that its task's code can see the timeout and end.  Call
+ * with the attempt's t->mu held, so that f is still running it.
+ */
+static struct crew__fiber *place_wait_end(crew_t *pool,
+                                          struct crew__fiber *f)
+{
+    struct crew__waiter *w;
+    bool woken = false;
+
+    pthread_mutex_lock(&pool->fiber_lock);
+    for (w = pool->place_head; w != NULL; w = w->next)
+        if (w->f == f) {
+            place_unlink(pool, w);
+            woken = claim(f, w->gen);
+            break;
+        }
+    pthread_mutex_unlock(&pool->fiber_lock);
+    return woken ? f : NULL;
 }
 
 static void budget_give_n(crew_t *pool, unsigned k)
@@ -1091,7 +1136,7 @@ static void budget_give_n(crew_t *pool, unsigned k)
     /* A fiber back from a wait may wait for a place (seq_cst: see
      * place_back()). */
     if (atomic_load_explicit(&pool->returners, memory_order_seq_cst) > 0)
-        hand_places(pool);
+        (void)hand_places(pool);
     /* A crew_resize() may wait for the count to come down to a lowered
      * budget (seq_cst: see there). */
     if (atomic_load_explicit(&pool->resize_waiters, memory_order_seq_cst) >
@@ -1173,37 +1218,47 @@ void crew__fiber_wait_begin(void)
  * or it sees us and hands places out (and finds us on the list, which we
  * leave fiber_lock only once parked).
  */
-static void place_back(crew_t *pool, struct crew__fiber *f)
+static bool place_back(crew_t *pool, struct crew__fiber *f)
 {
     struct crew__waiter w;
+    bool placed;
 
     if (atomic_load_explicit(&pool->returners, memory_order_relaxed) == 0 &&
         budget_grab(pool))
-        return;
+        return true;
     pthread_mutex_lock(&pool->fiber_lock);
     atomic_fetch_add_explicit(&pool->returners, 1, memory_order_seq_cst);
-    if (budget_grab(pool)) {
+    /* Past its deadline meanwhile: no place (seq_cst: the timer stores
+     * overtime, then loads returners; we count ourselves, then load
+     * overtime; so it finds us on the list, or we see it here). */
+    placed = !atomic_load_explicit(&f->overtime, memory_order_seq_cst);
+    if (!placed || budget_grab(pool)) {
         atomic_fetch_sub_explicit(&pool->returners, 1, memory_order_relaxed);
         pthread_mutex_unlock(&pool->fiber_lock);
-        return;
+        return placed;
     }
     w.f = f;
     w.gen = crew__fiber_next_park();
     w.mu = &pool->fiber_lock;
     w.held = NULL;
+    w.placed = false;
     place_append(pool, &w);
     f->waiter = &w;
-    /* Not interruptible, no timer: only hand_places() wakes it, with a
-     * place taken for it. */
+    /* Not interruptible, no timer: hand_places() wakes it with a place
+     * taken for it, or its deadline without one (place_wait_end). */
     crew__fiber_park(&pool->fiber_lock, 0, false);
     f->waiter = NULL;
+    pthread_mutex_lock(&pool->fiber_lock);
+    placed = w.placed;
+    pthread_mutex_unlock(&pool->fiber_lock);
+    return placed;
 }
 
 /* The budget grew (crew_resize): places for the fibers waiting for one.
  * Under fiber_lock, which place_back() holds while it looks. */
 void crew__fiber_budget_grown(crew_t *pool)
 {
-    hand_places(pool);
+    (void)hand_places(pool);
 }
 
 void crew__fiber_wait_end(void)
@@ -1214,9 +1269,9 @@ void crew__fiber_wait_end(void)
      * we store holds_place and then load overtime; the timer stores
      * overtime and then exchanges holds_place; so either we see it and
      * give the place back, or its exchange takes the place. */
-    if (atomic_load_explicit(&f->overtime, memory_order_seq_cst))
-        return;
-    place_back(self_sched->pool, f);
+    if (atomic_load_explicit(&f->overtime, memory_order_seq_cst) ||
+        !place_back(self_sched->pool, f))
+        return;                 /* no place (see place_wait_end) */
     if (f->timed == NULL) {
         atomic_store_explicit(&f->holds_place, true, memory_order_relaxed);
         return;
@@ -1274,8 +1329,6 @@ bool crew__fiber_budget_left(crew_t *pool)
  * once) is reported at its deadline but does not mark its thread, nor does
  * one that ran on a scheduler's own stack (no memory for a fiber).
  */
-
-#define STUCK ((uintptr_t)1)
 
 /* A fresh fiber is about to run task record r: if r is an attempt with a
  * deadline, and still the task's current one, name the fiber in it. */
@@ -1408,7 +1461,7 @@ static void timed_enter(struct crew__sched *s, struct crew__fiber *f)
 
 void crew__fiber_overtime(crew_t *pool, struct crew_task *t)
 {
-    struct crew__fiber *f;
+    struct crew__fiber *f, *wake = NULL;
     struct crew__sched *s = NULL;
     bool give = false;
 
@@ -1426,6 +1479,11 @@ void crew__fiber_overtime(crew_t *pool, struct crew_task *t)
                 &f->home->on_cpu, &me, me | STUCK, memory_order_seq_cst,
                 memory_order_seq_cst))
             s = f->home;
+        /* Parked for a place: not any more (see place_wait_end; seq_cst:
+         * see place_back). */
+        if (atomic_load_explicit(&pool->returners, memory_order_seq_cst) >
+            0)
+            wake = place_wait_end(pool, f);
     }
     pthread_mutex_unlock(&t->mu);
     if (s != NULL)
@@ -1433,6 +1491,10 @@ void crew__fiber_overtime(crew_t *pool, struct crew_task *t)
     pthread_mutex_unlock(&pool->lock);
     if (give)
         budget_give(pool);
+    if (wake != NULL) {
+        wake->wnext = NULL;
+        crew__fiber_deliver(wake);
+    }
 }
 
 /*
@@ -1488,8 +1550,14 @@ static void run_fiber(struct crew__sched *s, struct crew__fiber *f)
     /* seq_cst: see Overtime. */
     if (timed && (atomic_exchange_explicit(&s->on_cpu, 0,
                                            memory_order_seq_cst) &
-                  STUCK))
+                  STUCK)) {
         (void)come_back(s);
+        /* Its fibers waiting for places were passed over meanwhile
+         * (hand_places): they may have one now. */
+        if (atomic_load_explicit(&s->pool->returners,
+                                 memory_order_relaxed) > 0)
+            (void)hand_places(s->pool);
+    }
     if (f->done) {
         /* Relaxed: the timer no longer reaches the fiber (timed_end), and
          * what it did came before timed_end took t->mu. */
@@ -1586,20 +1654,32 @@ void crew__fiber_thread_lost(crew_t *pool)
         return;
     cur = s->current;
     self_sched = NULL;          /* callbacks below run as on a thread */
+    /* Places kept for the next admit, which will never come. */
+    if (s->spare > 0) {
+        budget_give_n(pool, s->spare);
+        s->spare = 0;
+    }
     for (f = s->all; f != NULL; f = f->anext) {
         struct crew__waiter *w = f->waiter;
         const struct crew__rec *r = f == cur ? NULL : f->saved_running;
 
         (void)claim(f, 0);      /* no wake can take it any more */
         if (w != NULL) {
+            bool give = false;
+
             pthread_mutex_lock(w->mu);
-            if (w->mu == &pool->fiber_lock)
-                place_unlink(pool, w);  /* waiting for a place */
-            else
+            if (w->mu == &pool->fiber_lock) {
+                /* Waiting for a place, or handed one it never took up. */
+                give = w->pprev == NULL && w->placed;
+                place_unlink(pool, w);
+            } else {
                 crew__waiter_remove(w);
+            }
             if (w->held != NULL)
                 (*w->held)--;   /* its wait will never end */
             pthread_mutex_unlock(w->mu);
+            if (give)
+                budget_give(pool);
         }
         if (r != NULL && crew__is_future(r)) {
             struct crew_task *t = crew__future((struct crew__rec *)r);

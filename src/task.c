@@ -880,7 +880,15 @@ static void run_taken(crew_t *pool, struct crew__rec *t, unsigned worker_id,
         drop_owed(pool, (won == 1 ? 1u : 0u) + (held ? 1u : 0u));
         return;
     }
-    if (!crew__claim(t, CREW__RUNNING, &local)) {
+    if (!crew__is_future(t) &&
+        atomic_load_explicit(&t->state, memory_order_relaxed) ==
+            CREW__QUEUED_LOCAL) {
+        /* Plain and QUEUED_LOCAL: nobody else can claim it (no handle to
+         * cancel or help with it, never withdrawn), so no CAS.  Relaxed:
+         * the record came to us through the deque's release/acquire. */
+        atomic_store_explicit(&t->state, CREW__RUNNING, memory_order_relaxed);
+        local = true;
+    } else if (!crew__claim(t, CREW__RUNNING, &local)) {
         /* Cancelled, withdrawn, or run out of turn earlier: whoever did
          * that dropped the record's own count. */
         crew__dispose(pool, t);

@@ -156,10 +156,19 @@ taken:
  */
 void crew__unqueue(crew_t *pool, struct crew__rec *t)
 {
+    unsigned char was;
+
+    /* Not counted (any more, or ever: QUEUED_LOCAL): nothing to do, and
+     * no locked write.  It only goes from counted to not, so a load that
+     * sees it so is right; one that sees it counted goes on to the
+     * exchange, which decides. */
+    if (atomic_load_explicit(&t->waiting, memory_order_relaxed) ==
+        CREW__UNCOUNTED)
+        return;
     /* Relaxed: the exchange only has to pick one winner; the record's
      * fields are ordered by the queue links and the state CAS. */
-    unsigned char was = atomic_exchange_explicit(&t->waiting, CREW__UNCOUNTED,
-                                                 memory_order_relaxed);
+    was = atomic_exchange_explicit(&t->waiting, CREW__UNCOUNTED,
+                                   memory_order_relaxed);
     if (was == CREW__UNCOUNTED)
         return;
     /* Relaxed: only the increments take part in the hand-off; a stale

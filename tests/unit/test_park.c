@@ -586,6 +586,186 @@ START_TEST(park__pthread_exit_loses_the_thread_not_the_tasks)
 }
 END_TEST
 
+/* --- Places in the budget, around waits ------------------------------- */
+
+static crew_event_t *wake_all;
+static atomic_int in_probe, most_in_probe;
+
+/* Waits for wake_all, yields (the others run), and every 13th ends its
+ * thread then. */
+static int wait_yield_maybe_exit(crew_ctx_t *ctx, void *arg, void **result)
+{
+    (void)ctx;
+    (void)result;
+    if (crew_event_wait(wake_all) != 0)
+        return 1;
+    crew_yield();
+    if ((intptr_t)arg % 13 == 12)
+        pthread_exit(NULL);
+    return 0;
+}
+
+static int probe(crew_ctx_t *ctx, void *arg, void **result)
+{
+    int n = atomic_fetch_add(&in_probe, 1) + 1;
+    int m = atomic_load(&most_in_probe);
+
+    (void)ctx;
+    (void)arg;
+    (void)result;
+    while (n > m && !atomic_compare_exchange_weak(&most_in_probe, &m, n))
+        ;
+    crew_sleep(50 * T_MS);
+    atomic_fetch_sub(&in_probe, 1);
+    return 0;
+}
+
+/*
+ * Threads that end (pthread_exit) while fibers around them hold, wait for
+ * or were just handed budget places: every place comes back, and the
+ * whole budget runs at once afterwards.
+ */
+START_TEST(park__pthread_exit_gives_every_place_back)
+{
+#ifdef UNDER_TSAN
+    crew_test_log("skipped under ThreadSanitizer");
+    return;
+#endif
+    crew_t *pool = t_fiber_pool(2, 3);
+    bool ok;
+
+    ck_assert_int_eq(crew_event_create(&wake_all), 0);
+    for (int round = 0; round < 6; round++) {
+        crew_event_reset(wake_all);
+        for (intptr_t i = 0; i < 60; i++)
+            ck_assert_int_eq(
+                crew_submit(pool, wait_yield_maybe_exit, (void *)i), 0);
+        t_sleep(2 * T_MS);
+        ck_assert_int_eq(crew_event_set(wake_all), 0);
+        ck_assert_int_eq(crew_wait(pool), 0);
+    }
+    T_EVENTUALLY(ok, t_stats(pool).workers == 0, T_LONG);
+    ck_assert(ok);
+    atomic_store(&in_probe, 0);
+    atomic_store(&most_in_probe, 0);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(crew_submit(pool, probe, NULL), 0);
+    ck_assert_int_eq(crew_wait(pool), 0);
+    ck_assert_int_eq(atomic_load(&most_in_probe), 3);
+    ck_assert_int_eq(crew_free(pool), 0);
+    ck_assert_int_eq(crew_event_free(wake_all), 0);
+}
+END_TEST
+
+static atomic_llong resumed_at, stuck_until, late_started_at;
+
+/* Waits for wake_all; notes when its code goes on. */
+static int note_resume(crew_ctx_t *ctx, void *arg, void **result)
+{
+    (void)ctx;
+    (void)arg;
+    (void)result;
+    crew_event_wait(wake_all);
+    atomic_store(&resumed_at, t_now());
+    return 0;
+}
+
+/* Sets wake_all, lets the waiter queue for the place, then blocks its
+ * thread (a plain nanosleep) well past its own deadline. */
+static int set_then_block(crew_ctx_t *ctx, void *arg, void **result)
+{
+    struct timespec ts = { 0, 600 * 1000 * 1000 };
+
+    (void)ctx;
+    (void)arg;
+    (void)result;
+    crew_event_set(wake_all);
+    crew_yield();
+    nanosleep(&ts, NULL);
+    atomic_store(&stuck_until, t_now());
+    return 0;
+}
+
+static int note_start(crew_ctx_t *ctx, void *arg, void **result)
+{
+    (void)ctx;
+    (void)arg;
+    (void)result;
+    atomic_store(&late_started_at, t_now());
+    return 0;
+}
+
+/*
+ * A waiter queued for a place on a thread that is stuck in a timed-out
+ * task cannot use one: the place the timeout frees goes to new work on a
+ * spare thread, not to it (else the pool would stall with the stuck
+ * call).
+ */
+START_TEST(park__stuck_threads_place_waiter_does_not_block_new_work)
+{
+    crew_t *pool = t_fiber_pool(1, 1);
+    crew_task_opts_t o = { .timeout_ns = 100 * T_MS };
+    crew_task_t *h;
+
+    atomic_store(&resumed_at, 0);
+    atomic_store(&stuck_until, 0);
+    atomic_store(&late_started_at, 0);
+    ck_assert_int_eq(crew_event_create(&wake_all), 0);
+    ck_assert_int_eq(crew_submit(pool, note_resume, NULL), 0);
+    t_sleep(10 * T_MS);
+    ck_assert_int_eq(crew_spawn(pool, set_then_block, NULL, &o, &h), 0);
+    t_sleep(250 * T_MS);
+    ck_assert_int_eq(crew_submit(pool, note_start, NULL), 0);
+    ck_assert_int_eq(crew_task_wait_timeout(h, T_LONG, NULL), CREW_ETIMEDOUT);
+    ck_assert_int_eq(crew_wait(pool), 0);
+    /* The new task ran while the thread was still stuck. */
+    ck_assert(atomic_load(&late_started_at) != 0);
+    ck_assert(atomic_load(&stuck_until) == 0 ||
+              atomic_load(&late_started_at) < atomic_load(&stuck_until));
+    crew_task_release(h);
+    ck_assert_int_eq(crew_free(pool), 0);
+    ck_assert(atomic_load(&resumed_at) != 0);
+    ck_assert_int_eq(crew_event_free(wake_all), 0);
+}
+END_TEST
+
+/* Sets wake_all, then keeps the only place (a sleep keeps it). */
+static int set_then_hold(crew_ctx_t *ctx, void *arg, void **result)
+{
+    (void)ctx;
+    (void)arg;
+    (void)result;
+    crew_event_set(wake_all);
+    crew_sleep(600 * T_MS);
+    atomic_store(&stuck_until, t_now());
+    return 0;
+}
+
+/* A task whose deadline passes while it waits for a place goes on
+ * without one at once (it takes none again), so its code can see the
+ * timeout, instead of waiting for the holder to finish. */
+START_TEST(park__deadline_ends_a_wait_for_a_place)
+{
+    crew_t *pool = t_fiber_pool(1, 1);
+    crew_task_opts_t o = { .timeout_ns = 150 * T_MS };
+    crew_task_t *w;
+
+    atomic_store(&resumed_at, 0);
+    atomic_store(&stuck_until, 0);
+    ck_assert_int_eq(crew_event_create(&wake_all), 0);
+    ck_assert_int_eq(crew_spawn(pool, note_resume, NULL, &o, &w), 0);
+    t_sleep(10 * T_MS);
+    ck_assert_int_eq(crew_submit(pool, set_then_hold, NULL), 0);
+    ck_assert_int_eq(crew_task_wait_timeout(w, T_LONG, NULL), CREW_ETIMEDOUT);
+    ck_assert_int_eq(crew_wait(pool), 0);
+    ck_assert(atomic_load(&resumed_at) != 0);
+    ck_assert(atomic_load(&resumed_at) < atomic_load(&stuck_until));
+    crew_task_release(w);
+    ck_assert_int_eq(crew_free(pool), 0);
+    ck_assert_int_eq(crew_event_free(wake_all), 0);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("park");
@@ -598,6 +778,9 @@ int main(void)
     crew_add_test(s, park__event_wakes_every_thread);
     crew_add_test(s, park__early_wakes_of_long_timeouts);
     crew_add_test(s, park__event_bad_input);
+    crew_add_test(s, park__pthread_exit_gives_every_place_back);
+    crew_add_test(s, park__stuck_threads_place_waiter_does_not_block_new_work);
+    crew_add_test(s, park__deadline_ends_a_wait_for_a_place);
     crew_add_test(s, park__blocking_call_keeps_the_thread_going);
     crew_add_test(s, park__blocking_calls_beyond_the_bound);
     crew_add_test(s, park__pthread_exit_loses_the_thread_not_the_tasks);
