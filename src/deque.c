@@ -266,7 +266,8 @@ bool crew__deque_busy(const struct crew__deque *d)
            atomic_load_explicit(&d->bottom, memory_order_seq_cst);
 }
 
-bool crew__deque_push(struct crew__deque *d, struct crew__rec *t)
+/* Push t at the owner's end; `mo` orders the store of bottom. */
+static bool push(struct crew__deque *d, struct crew__rec *t, memory_order mo)
 {
     int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
     /* Acquire: a thief's CAS freed the slot we are about to reuse. */
@@ -275,26 +276,23 @@ bool crew__deque_push(struct crew__deque *d, struct crew__rec *t)
     if (b - top >= CREW__DEQ_SIZE)
         return false;
     atomic_store_explicit(&d->buf[b & MASK], t, memory_order_relaxed);
-    /* Release: a thief that sees the new bottom sees the slot and the
-     * record's fields. */
-    atomic_store_explicit(&d->bottom, b + 1, memory_order_release);
+    atomic_store_explicit(&d->bottom, b + 1, mo);
     return true;
 }
 
-/* The same, with a seq_cst store of bottom: for a QUEUED_LOCAL record,
- * whose push the hand-off with sleepers orders by this store (see the
- * top of the file). */
+bool crew__deque_push(struct crew__deque *d, struct crew__rec *t)
+{
+    /* Release: a thief that sees the new bottom sees the slot and the
+     * record's fields. */
+    return push(d, t, memory_order_release);
+}
+
+/* The same, with a seq_cst store of bottom (a release too): for a
+ * QUEUED_LOCAL record, whose push the hand-off with sleepers orders by
+ * this store (see the top of the file). */
 bool crew__deque_push_seq(struct crew__deque *d, struct crew__rec *t)
 {
-    int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
-    /* Acquire: as in crew__deque_push. */
-    int64_t top = atomic_load_explicit(&d->top, memory_order_acquire);
-
-    if (b - top >= CREW__DEQ_SIZE)
-        return false;
-    atomic_store_explicit(&d->buf[b & MASK], t, memory_order_relaxed);
-    atomic_store_explicit(&d->bottom, b + 1, memory_order_seq_cst);
-    return true;
+    return push(d, t, memory_order_seq_cst);
 }
 
 struct crew__rec *crew__deque_pop(struct crew__deque *d)
