@@ -103,6 +103,11 @@ struct crew_task {
     pthread_cond_t cv;
     crew_t *pool;
     struct crew__worker *local_owner; /* QUEUED_LOCAL: whose deque */
+    _Atomic int cancel_cover;  /* a canceller of a QUEUED_LOCAL task and
+                                  the count it reports under (task.c,
+                                  crew__cover_canceller): 0 none, 1
+                                  reporting with none, 2 with one a
+                                  holder of the record gave, 3 done */
     _Atomic int refs;          /* one for the caller, one for the pool */
     _Atomic bool cancel_requested;
     int err;                   /* under mu: outcome, once done */
@@ -241,6 +246,7 @@ extern _Thread_local unsigned crew__local_depth;
 /* crew__take stole the record it returned, with a count (deque.c). */
 extern _Thread_local bool crew__stolen;
 bool crew__claim(struct crew__rec *t, int to, bool *was_local);
+void crew__cover_canceller(crew_t *pool, struct crew__rec *t);
 void crew__local_left(crew_t *pool);
 
 /* --- Workers (worker.c) ---------------------------------------------- */

@@ -145,7 +145,9 @@ static void spill(crew_t *pool, struct crew__worker *w)
                     &t->state, &s, CREW__QUEUED, memory_order_acq_rel,
                     memory_order_acquire)) {
                 /* Claimed: its claimer ran or reported it and needed no
-                 * count of ours; the record is ours to free. */
+                 * count of ours (but see crew__cover_canceller); the
+                 * record is ours to free. */
+                crew__cover_canceller(pool, t);
                 crew__uncount(pool);
                 crew__dispose(pool, t);
                 continue;

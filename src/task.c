@@ -652,6 +652,34 @@ bool crew__claim(struct crew__rec *t, int to, bool *was_local)
     return false;
 }
 
+/*
+ * Record t, which this thread holds (popped, stolen or spilled), was
+ * claimed by someone else.  If that was a canceller from outside the pool
+ * claiming a QUEUED_LOCAL task, it is still reporting (callbacks, the
+ * future) with no count of its own in outstanding, and the record was
+ * covered only while in its deque: give it a count, so that crew_wait()
+ * and shutdown wait for the report.  The caller holds a count itself
+ * (a cover or its own), so the pool is alive and this cannot be the
+ * increment from zero.  seq_cst: the canceller stores 1 before its claim
+ * and we load it after our failed one.
+ */
+void crew__cover_canceller(crew_t *pool, struct crew__rec *t)
+{
+    struct crew_task *f;
+    int reporting = 1;
+
+    if (!crew__is_future(t))
+        return;
+    f = crew__future(t);
+    if (atomic_load_explicit(&f->cancel_cover, memory_order_seq_cst) != 1)
+        return;
+    atomic_fetch_add_explicit(&pool->outstanding, 1, memory_order_seq_cst);
+    if (!atomic_compare_exchange_strong_explicit(
+            &f->cancel_cover, &reporting, 2, memory_order_seq_cst,
+            memory_order_seq_cst))
+        crew__uncount(pool);    /* it is done already */
+}
+
 /* A QUEUED_LOCAL record left that state (crew_stats' queued). */
 void crew__local_left(crew_t *pool)
 {
@@ -876,6 +904,8 @@ static void run_taken(crew_t *pool, struct crew__rec *t, unsigned worker_id,
         CREW__CANCELLING) {
         int won = crew__cancel_record(pool, t);
 
+        if (won == 0)
+            crew__cover_canceller(pool, t);
         crew__dispose(pool, t);
         drop_owed(pool, (won == 1 ? 1u : 0u) + (held ? 1u : 0u));
         return;
@@ -891,6 +921,7 @@ static void run_taken(crew_t *pool, struct crew__rec *t, unsigned worker_id,
     } else if (!crew__claim(t, CREW__RUNNING, &local)) {
         /* Cancelled, withdrawn, or run out of turn earlier: whoever did
          * that dropped the record's own count. */
+        crew__cover_canceller(pool, t);
         crew__dispose(pool, t);
         if (held)
             crew__uncount(pool);
@@ -1414,7 +1445,8 @@ int crew_task_state(const crew_task_t *task)
 int crew_task_cancel(crew_task_t *task)
 {
     crew_t *pool;
-    int s;
+    int s, rc = 0;
+    bool cover;
 
     if (task == NULL || !crew__is_future(&task->rec))
         return CREW_EINVAL;
@@ -1432,16 +1464,47 @@ int crew_task_cancel(crew_task_t *task)
     pool = task->pool;
     if (task->rec.flags & CREW__F_POLICY)
         return crew__policy_cancel(task);
+    /*
+     * A QUEUED_LOCAL task has no count of its own: its worker's cover
+     * holds one only while it is in the deque, and the worker may drop it
+     * as soon as it finds the task claimed.  So say we report it, before
+     * the claim (seq_cst), for whoever holds the record then to give us a
+     * count (crew__cover_canceller); one canceller at a time (another
+     * one would lose the claim anyway).
+     */
+    cover = s == CREW__QUEUED_LOCAL;
+    if (cover) {
+        int none = 0;
+
+        if (!atomic_compare_exchange_strong_explicit(
+                &task->cancel_cover, &none, 1, memory_order_seq_cst,
+                memory_order_seq_cst))
+            return CREW_EBUSY;
+    }
     switch (crew__cancel_record(pool, &task->rec)) {
     case 0:
-        return CREW_EBUSY;
+        rc = CREW_EBUSY;
+        break;
     case 1:
         crew__finish_one_locked(pool);
         break;
     default:
         break;                  /* QUEUED_LOCAL: no count of its own */
     }
-    return 0;
+    if (cover) {
+        int reporting = 1;
+
+        /* Done; a count a holder gave us (2) goes now, under the lock as
+         * any count a thread outside the pool drops. */
+        if (!atomic_compare_exchange_strong_explicit(
+                &task->cancel_cover, &reporting, rc == 0 ? 3 : 0,
+                memory_order_seq_cst, memory_order_seq_cst)) {
+            atomic_store_explicit(&task->cancel_cover, rc == 0 ? 3 : 0,
+                                  memory_order_seq_cst);
+            crew__finish_one_locked(pool);
+        }
+    }
+    return rc;
 }
 
 void crew_task_release(crew_task_t *task)

@@ -392,6 +392,74 @@ START_TEST(local__a_queued_child_cancelled_or_run_by_another)
 }
 END_TEST
 
+static atomic_bool in_cb, cb_done;
+
+/* The pool's error callback: slow, so that a wait that returns early is
+ * seen. */
+static void slow_on_error(void *arg, int err, void *user)
+{
+    (void)arg;
+    (void)err;
+    (void)user;
+    atomic_store(&in_cb, true);
+    t_sleep(50 * T_MS);
+    atomic_store(&cb_done, true);
+}
+
+static void *cancel_shared(void *unused)
+{
+    (void)unused;
+    return (void *)(intptr_t)crew_task_cancel(atomic_load(&shared_child));
+}
+
+/* A queued child cancelled from a thread outside the pool: crew_wait()
+ * waits for its report (the error callback) to end, although the task
+ * itself had no count of its own and its worker moves on at once. */
+START_TEST(local__wait_covers_an_outside_cancels_report)
+{
+    crew_opts_t o = { .min_workers = 2,
+                      .max_workers = 2,
+                      .prespawn = true,
+                      .on_error = slow_on_error };
+    crew_t *pool;
+    t_gate_t other_gate;
+    t_count_t other_started;
+    t_blocker_t other = { .started = &other_started, .gate = &other_gate };
+    pthread_t canceller;
+    void *rc;
+    bool ok;
+
+    ck_assert_int_eq(crew_create(&pool, &o), 0);
+    atomic_store(&in_cb, false);
+    atomic_store(&cb_done, false);
+    t_gate_init(&parent_gate);
+    t_count_init(&parent_ready);
+    t_gate_init(&other_gate);
+    t_count_init(&other_started);
+    ck_assert_int_eq(crew_submit(pool, t_blocker_fn, &other), 0);
+    ck_assert(t_count_wait(&other_started, 1, T_LONG));
+    ck_assert_int_eq(crew_submit(pool, spawn_and_block, NULL), 0);
+    ck_assert(t_count_wait(&parent_ready, 1, T_LONG));
+    ck_assert_int_eq(pthread_create(&canceller, NULL, cancel_shared, NULL), 0);
+    T_EVENTUALLY(ok, atomic_load(&in_cb), T_LONG);
+    ck_assert(ok);
+    t_gate_open(&parent_gate);
+    t_gate_open(&other_gate);
+    ck_assert_int_eq(crew_wait(pool), 0);
+    ck_assert(atomic_load(&cb_done));
+    ck_assert_int_eq(pthread_join(canceller, &rc), 0);
+    ck_assert_int_eq((intptr_t)rc, 0);
+    ck_assert_int_eq(crew_task_state(atomic_load(&shared_child)),
+                     CREW_TASK_CANCELED);
+    crew_task_release(atomic_load(&shared_child));
+    ck_assert_int_eq(crew_free(pool), 0);
+    t_gate_destroy(&parent_gate);
+    t_count_destroy(&parent_ready);
+    t_gate_destroy(&other_gate);
+    t_count_destroy(&other_started);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("local");
@@ -402,5 +470,6 @@ int main(void)
     crew_add_test(s, local__stuck_worker_does_not_hold_up_crew_wait);
     crew_add_test(s, local__fork_join_with_futures);
     crew_add_test(s, local__a_queued_child_cancelled_or_run_by_another);
+    crew_add_test(s, local__wait_covers_an_outside_cancels_report);
     return crew_run_suite(s);
 }
