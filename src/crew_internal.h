@@ -235,7 +235,6 @@ struct crew__rec *crew__deque_pop(struct crew__deque *d);
 struct crew__rec *crew__deque_steal(crew_t *pool, struct crew__worker *w);
 void crew__deques_free(crew_t *pool);
 bool crew__cover_take(crew_t *pool, struct crew__worker *w);
-void crew__cover_drop(crew_t *pool, struct crew__worker *w);
 void crew__cover_settle(crew_t *pool, struct crew__worker *w);
 bool crew__deques_busy(crew_t *pool);
 size_t crew__deques_held(crew_t *pool);

@@ -121,6 +121,16 @@ void crew__deque_claim(crew_t *pool, struct crew__worker *w)
     }
 }
 
+/* w's deque is empty and it runs no QUEUED_LOCAL record: drop the
+ * cover. */
+static void cover_drop(crew_t *pool, struct crew__worker *w)
+{
+    if (!w->cover)
+        return;
+    w->cover = false;
+    crew__uncount(pool);
+}
+
 /*
  * Move what w's deque holds to the shared queue, QUEUED_LOCAL records
  * made plain QUEUED and counted there as any other, and drop w's cover.
@@ -163,7 +173,7 @@ static void spill(crew_t *pool, struct crew__worker *w)
         }
         moved = true;
     }
-    crew__cover_drop(pool, w);
+    cover_drop(pool, w);
     if (moved)
         crew__pass_on(pool);
 }
@@ -193,16 +203,6 @@ bool crew__cover_take(crew_t *pool, struct crew__worker *w)
     }
     w->cover = true;
     return true;
-}
-
-/* w's deque is empty and it runs no QUEUED_LOCAL record: drop the
- * cover. */
-void crew__cover_drop(crew_t *pool, struct crew__worker *w)
-{
-    if (!w->cover)
-        return;
-    w->cover = false;
-    crew__uncount(pool);
 }
 
 /*

@@ -1053,11 +1053,10 @@ int crew__enqueue(crew_t *pool, struct crew__rec *t, unsigned char count,
  * order).
  */
 static bool local_ok(crew_t *pool, const crew_task_opts_t *opts,
-                     crew_task_t **out, bool policy)
+                     bool policy)
 {
     const struct crew__worker *w = crew__self;
 
-    (void)out;
     return pool->locals && w != NULL && w->pool == pool && w->deq != NULL &&
            opts == NULL && !policy && crew__proxy == NULL &&
            /* Relaxed: as in crew__enqueue. */
@@ -1143,7 +1142,7 @@ static int submit(crew_t *pool, crew_fn fn, void *arg,
         rc = CREW_ESHUTDOWN;
         goto rejected;
     }
-    if (local_ok(pool, opts, out, policy)) {
+    if (local_ok(pool, opts, policy)) {
         rc = submit_local(pool, fn, arg, out);
         if (rc != 0)
             goto rejected;
