@@ -442,13 +442,12 @@ struct pstate {
     unsigned overtime_max; /* the max_overtime in force */
     _Atomic(struct rec *) recs;
     _Atomic(struct grp *) groups;
-    /* Fiber mode: the bodies counted in `fresh`, under fresh_mu. */
+    /* Fiber mode: the bodies executing their own code, under fresh_mu. */
     pthread_mutex_t fresh_mu;
     struct body *fresh_list;
     atomic_ullong id_next;
     atomic_uint max_ever; /* the largest max_workers set */
     atomic_int active;    /* tasks executing their own code */
-    atomic_int fresh;     /* fiber mode: the same, in fresh_list */
     atomic_int executing; /* task code begun and not returned */
     atomic_int shut_started, shut_done, now_flag;
     atomic_ullong rejected_seen;
@@ -1108,17 +1107,21 @@ static int64_t body_due(const struct body *b)
  * wait waits for a place), but a task past its deadline gives its place
  * back at once, though its code goes on (as a worker stuck in one does in
  * thread mode), and so does a task run inline inside it: those are not
- * counted (fresh_late).
+ * counted (fresh_count).
  */
-static int fresh_late(struct pstate *ps)
+/* How many bodies are in flight on fibers, and how many of those are
+ * past their due time: one snapshot, under fresh_mu (a count taken apart
+ * from the scan would count bodies that left meanwhile). */
+static int fresh_count(struct pstate *ps, int *late)
 {
     int64_t now = now_ns();
     int n = 0;
 
-    pthread_mutex_lock(&ps->fresh_mu);
-    for (struct body *b = ps->fresh_list; b != NULL; b = b->fnext)
-        n += body_due(b) != 0 && now >= body_due(b);
-    pthread_mutex_unlock(&ps->fresh_mu);
+    *late = 0;
+    for (struct body *b = ps->fresh_list; b != NULL; b = b->fnext) {
+        n++;
+        *late += body_due(b) != 0 && now >= body_due(b);
+    }
     return n;
 }
 
@@ -1133,23 +1136,24 @@ static void body_enter(struct body *b, const char *op)
               "max_overtime %u",
               a, atomic_load(&ps->max_ever), ps->overtime_max);
     if (ps->fibers) {
+        int late;
+
         pthread_mutex_lock(&ps->fresh_mu);
         b->fnext = ps->fresh_list;
         b->fprev = &ps->fresh_list;
         if (ps->fresh_list != NULL)
             ps->fresh_list->fprev = &b->fnext;
         ps->fresh_list = b;
+        a = fresh_count(ps, &late);
         pthread_mutex_unlock(&ps->fresh_mu);
-        a = atomic_fetch_add(&ps->fresh, 1) + 1;
-        if ((unsigned)a > atomic_load(&ps->max_ever) &&
-            (unsigned)(a - fresh_late(ps)) > atomic_load(&ps->max_ever)) {
+        if ((unsigned)(a - late) > atomic_load(&ps->max_ever)) {
             crew_stats_t st;
 
             crew_stats(ps->pool, &st);
             CHECK(0, op,
                   "%d tasks in flight on fibers (%d past a deadline), the "
                   "budget never above %u (stats: %u in flight, budget %u)",
-                  a, fresh_late(ps), atomic_load(&ps->max_ever), st.workers,
+                  a, late, atomic_load(&ps->max_ever), st.workers,
                   st.max_workers);
         }
     }
@@ -1161,7 +1165,6 @@ static void body_leave(struct body *b)
 
     atomic_fetch_sub(&ps->active, 1);
     if (ps->fibers) {
-        atomic_fetch_sub(&ps->fresh, 1);
         pthread_mutex_lock(&ps->fresh_mu);
         *b->fprev = b->fnext;
         if (b->fnext != NULL)
