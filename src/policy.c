@@ -643,9 +643,17 @@ void crew__run_proxy(crew_t *pool, struct crew__rec *proxy,
     }
     if (tracked)
         enter(pool, a);
+    /* Counted once each way: this +1, before the phase says RUNNING, and
+     * the -1 by whoever moves the phase on (uncount()), which may be the
+     * timer at once: counted after ours, so that the running counts never
+     * dip below the attempts in their code (found by the stress harness:
+     * a task saw running 0 in crew_stats). */
+    crew__stat_running(pool, 1);
+    crew__group_running(&f->rec, 1);
     if (!atomic_compare_exchange_strong_explicit(
             &f->phase, &p, PHASE(k, CREW__PH_RUNNING), memory_order_acq_rel,
             memory_order_acquire)) {
+        uncount(pool, f);
         if (tracked)
             leave(pool, a);
         goto drop;              /* stale: timed out or cancelled queued */
@@ -655,10 +663,6 @@ void crew__run_proxy(crew_t *pool, struct crew__rec *proxy,
     /* Its own deadline, not the task's latest (a retry may be queued by
      * now if this one is already late). */
     ctx.deadline = a->deadline;
-    /* Counted once each way: this +1 always, the -1 by whoever moves the
-     * phase on (uncount()), which may be the timer, even before this. */
-    crew__stat_running(pool, 1);
-    crew__group_running(&f->rec, 1);
     outer = crew__running;
     crew__running = &f->rec;
     err = f->rec.fn(&ctx, f->rec.arg, &result);
