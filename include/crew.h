@@ -198,6 +198,11 @@ typedef struct crew_opts {
     unsigned blocking_threads; /* fiber mode: most threads running
                                  crew_blocking() calls at once; default
                                  64 */
+    unsigned inline_after;    /* thread mode: a task's plain submit into
+                                 its own pool runs the new task at once,
+                                 inside the call, while its worker holds
+                                 this many tasks queued (see
+                                 crew_submit()); 0 (default): never */
 } crew_opts_t;
 
 /* How long a retried task waits before its next attempt. */
@@ -334,7 +339,14 @@ CREW_API crew_t *crew_new(const crew_opts_t *opts);
  * per batch rather than once per task).  Called from a worker of the same
  * pool (a task or a callback) with the queue full, it does not block,
  * since that could wait for itself: it runs the task at once on the
- * calling thread instead ("caller runs").  Returns 0 once the task is
+ * calling thread instead ("caller runs").  With opts.inline_after set
+ * (thread mode), a task's submit into its own pool also runs the new task
+ * at once, when the calling worker already holds that many tasks of its
+ * own queued (for fine-grained divide and conquer, as OpenMP runs a task
+ * undeferred): the work is then done in the caller's order, so a task
+ * must not submit a task that waits for something its submitter does
+ * after the call.  Runs nest at most 32 deep; deeper ones are queued.
+ * Returns 0 once the task is
  * accepted, or CREW_EINVAL (NULL pool or fn), CREW_ESHUTDOWN (after
  * crew_shutdown(), including for submitters blocked when it was called),
  * CREW_ENOMEM or CREW_ETHREAD (no worker could be started for it).

@@ -274,7 +274,6 @@ struct crew__worker {
      * word it waits on (CREW__PARKED, _LOOK, _GO), and its links in the
      * pool's list of sleepers (under pool->lock). */
     _Atomic uint32_t park;
-    bool asleep;               /* under pool->lock: on that list */
     struct crew__worker *snext, *sprev;
 #ifndef CREW__FUTEX
     pthread_mutex_t park_mu;   /* no futex: the word's waits and wakes */

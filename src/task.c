@@ -1063,6 +1063,44 @@ static bool local_ok(crew_t *pool, const crew_task_opts_t *opts,
            atomic_load_explicit(&pool->max_target, memory_order_relaxed) >= 2;
 }
 
+/*
+ * opts.inline_after: run a plain task at once, inside its submit, on the
+ * worker's stack, when the worker holds that many tasks of its own queued
+ * (relaxed loads: only the owner moves `bottom`; a stale `top` overstates
+ * the count, which only makes a run here a little likelier).  No record
+ * and no count: the submitting task is running, counted, and ends after
+ * this one.  The pool's callbacks see it as any plain task.
+ */
+#define INLINE_DEPTH_MAX 32
+
+static _Thread_local unsigned inline_depth;
+
+static bool inline_wanted(const crew_t *pool, const struct crew__worker *w)
+{
+    return pool->opts.inline_after != 0 && inline_depth < INLINE_DEPTH_MAX &&
+           atomic_load_explicit(&w->deq->bottom, memory_order_relaxed) -
+                   atomic_load_explicit(&w->deq->top, memory_order_relaxed) >=
+               (int64_t)pool->opts.inline_after;
+}
+
+static int run_inline(crew_t *pool, struct crew__worker *w, crew_fn fn,
+                      void *arg)
+{
+    struct crew__rec r = { .fn = fn, .arg = arg, .flags = 0 };
+    struct crew_ctx ctx = { pool, &r, w->id, 1, 0 };
+    void *result = NULL;
+    int err;
+
+    /* Not counted running: its submitter, which is, waits for it. */
+    crew__stat_submitted(pool, 1);
+    inline_depth++;
+    err = fn(&ctx, arg, &result);
+    inline_depth--;
+    crew__stat_done(pool, err);
+    crew__report(pool, &r, err, result);
+    return 0;
+}
+
 /* The submit of a QUEUED_LOCAL record: no shared counter on the way. */
 static int submit_local(crew_t *pool, crew_fn fn, void *arg,
                         crew_task_t **out)
@@ -1070,6 +1108,8 @@ static int submit_local(crew_t *pool, crew_fn fn, void *arg,
     struct crew__worker *w = crew__self;
     struct crew__rec *t;
 
+    if (out == NULL && inline_wanted(pool, w))
+        return run_inline(pool, w, fn, arg);
     if (!w->cover && !crew__cover_take(pool, w))
         return CREW_ESHUTDOWN;
     t = new_record(pool, fn, arg, NULL, out != NULL, false);

@@ -313,7 +313,6 @@ static void park_wake(struct crew__worker *w)
 /* A worker goes on top of the sleepers' list.  Call with pool->lock. */
 static void sleep_push_locked(crew_t *pool, struct crew__worker *w)
 {
-    w->asleep = true;
     w->sprev = NULL;
     w->snext = pool->sleep_top;
     if (w->snext != NULL)
@@ -332,7 +331,6 @@ static void sleep_remove_locked(crew_t *pool, struct crew__worker *w)
         pool->sleep_top = w->snext;
     if (w->snext != NULL)
         w->snext->sprev = w->sprev;
-    w->asleep = false;
     pool->sleepers--;
     crew__publish_idle_locked(pool);
 }

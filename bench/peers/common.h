@@ -114,6 +114,9 @@ void lat_end(struct res *r);
 
 /* ---- the adapters ---- */
 void pool_crew_run(const struct wl *w, struct res *r);
+/* The same with crew_opts_t.inline_after = CREW_INLINE_AFTER. */
+#define CREW_INLINE_AFTER 8
+void pool_crew_inline_run(const struct wl *w, struct res *r);
 void pool_base_run(const struct wl *w, struct res *r);
 void pool_glib_run(const struct wl *w, struct res *r);
 void pool_uv_run(const struct wl *w, struct res *r);

@@ -42,6 +42,7 @@ struct pool {
 
 static const struct pool pools[] = {
     { "crew", ROLE_CREW, pool_crew_run },
+    { "crew with inline_after 8", ROLE_CREW, pool_crew_inline_run },
     { "baseline", ROLE_BASE, pool_base_run },
     { "GLib GThreadPool", ROLE_PEER, pool_glib_run },
     { "libuv uv_queue_work", ROLE_PEER, pool_uv_run },
@@ -51,6 +52,13 @@ static const struct pool pools[] = {
     { "C-Thread-Pool", ROLE_PEER, pool_ctp_run },
 };
 #define NPOOLS (int)(sizeof pools / sizeof pools[0])
+
+/* Pool k has a row for workload w: crew's inline_after only changes
+ * tasks submitted from inside (W2b). */
+static bool applies(int k, const struct wl *w)
+{
+    return pools[k].run != pool_crew_inline_run || w->kind == WL_INSIDE;
+}
 
 struct sample {
     struct res r;
@@ -418,6 +426,8 @@ static void print_case(const struct wl *w, struct summary *s)
     for (int k = 0; k < NPOOLS; k++) {
         const struct summary *x = &s[k];
         const char *label = pool_label(k, w);
+        if (!applies(k, w))
+            continue;
         if (x->status != RES_OK) {
             const char *tag = x->status == RES_FAIL ? "FAILED: " : "";
             if (w->kind == WL_LATENCY)
@@ -461,6 +471,8 @@ static void print_case(const struct wl *w, struct summary *s)
                 x->runs, a, b, c, x->rss_kib / 1024.0, mal, r1, note);
     }
     for (int k = 0; k < NPOOLS; k++) {
+        if (!applies(k, w))
+            continue;
         if (w->kind == WL_LATENCY) {
             char p[300];
             snprintf(p, sizeof p, "%s stat=p50", params);
@@ -633,15 +645,17 @@ static void usage(FILE *f)
         "  --runs N       runs per pool, interleaved (default %d)\n"
         "  --scale        smaller sizes for a quick run\n"
         "  --full-peers   W1: run the peers at full size too (slow)\n"
-        "  --pools LIST   only these pools (crew, baseline, glib, uv, tbb,\n"
-        "                 omp, asio, ctp)\n"
+        "  --pools LIST   only these pools (crew, crew-inline, baseline,\n"
+        "                 glib, uv, tbb, omp, asio, ctp)\n"
         "  --out-dir DIR  where W*.md and W*.csv go (bench/results)\n",
         WORKLOAD, strcmp(WORKLOAD, "W2") == 0 ? 5 : 3);
 }
 
 static const char *const short_names[NPOOLS] = {
-    "crew", "baseline", "glib", "uv", "tbb", "omp", "asio", "ctp"
+    "crew", "crew-inline", "baseline", "glib", "uv", "tbb", "omp", "asio",
+    "ctp"
 };
+
 
 static void parse_args(int argc, char **argv, struct config *cfg)
 {
@@ -719,7 +733,7 @@ int main(int argc, char **argv)
         for (int r = 0; r < cfg.runs; r++) {
             for (int k = 0; k < NPOOLS; k++) {
                 struct sample *s = &samples[c][k][nsamples[c][k]];
-                if (skipped[k])
+                if (skipped[k] || !applies(k, w))
                     continue;
                 if (!cfg.enabled[k]) {
                     memset(s, 0, sizeof *s);

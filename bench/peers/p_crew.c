@@ -14,6 +14,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* inline_after for the pools made (pool_crew_inline_run). */
+static unsigned g_inline_after;
+
 static crew_t *make(const struct wl *w, struct res *r, size_t cap,
                     size_t stack)
 {
@@ -23,6 +26,7 @@ static crew_t *make(const struct wl *w, struct res *r, size_t cap,
         .prespawn = true,
         .queue_capacity = cap,
         .stack_size = stack,
+        .inline_after = g_inline_after,
     };
     crew_t *pool = NULL;
     int rc = crew_create(&pool, &o);
@@ -230,4 +234,16 @@ void pool_crew_run(const struct wl *w, struct res *r)
         return;
     }
     crew_free(pool);
+}
+
+/* W2b as a program of fine-grained divide and conquer would run it (the
+ * README's advice): a task's submits run at once while its worker holds
+ * CREW_INLINE_AFTER of its own queued, as OpenMP runs a task undeferred
+ * once 64 per thread wait. */
+void pool_crew_inline_run(const struct wl *w, struct res *r)
+{
+    g_inline_after = CREW_INLINE_AFTER;
+    pool_crew_run(w, r);
+    res_note(r, "opts.inline_after = %d (README: Tasks that submit and "
+             "wait)", CREW_INLINE_AFTER);
 }

@@ -3402,6 +3402,9 @@ static void random_opts(struct rng *g, crew_opts_t *o, struct pstate *ps)
         o->lock = CREW_LOCK_DEFAULT;
         break;
     }
+    /* Plain submits from tasks run inside the call now and then. */
+    if (rchance(g, 25))
+        o->inline_after = 1 + (unsigned)rbelow(g, 8);
     o->user = ps;
 }
 
@@ -3446,13 +3449,13 @@ static void run_pool(unsigned long long seed, int idx, struct rng *sg)
     snprintf(cur_pool_desc, sizeof(cur_pool_desc),
              "%s, workers %u..%u, threads %u, queue %zu, task timeout %lld, "
              "max_overtime %u, aging %lld, progress %s, lock %d, "
-             "policies %d, waits %d%s",
+             "policies %d, waits %d, inline_after %u%s",
              ps->fibers ? "fibers" : "threads", ps->opts.min_workers,
              ps->opts.max_workers, ps->opts.threads, ps->opts.queue_capacity,
              (long long)ps->opts.task_timeout_ns, ps->opts.max_overtime,
              (long long)ps->opts.priority_aging_ns,
              ps->opts.on_progress ? "yes" : "no", ps->opts.lock,
-             (int)ps->policies, (int)ps->allow_wait,
+             (int)ps->policies, (int)ps->allow_wait, ps->opts.inline_after,
              ps->opts.on_result ? ", on_result" : "");
     ps->threads = ps->opts.threads;
     if (ps->fibers && ps->threads == 0) {

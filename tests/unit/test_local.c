@@ -460,6 +460,188 @@ START_TEST(local__wait_covers_an_outside_cancels_report)
 }
 END_TEST
 
+/* --- opts.inline_after ------------------------------------------------- */
+
+static atomic_long inl_errors, inl_freed, inl_nest_max, inl_chain;
+static _Thread_local long inl_nest;
+static _Atomic(pthread_t *) inl_marked;
+static _Thread_local pthread_t inl_self;
+
+static void inl_on_error(void *arg, int err, void *user)
+{
+    (void)arg;
+    (void)user;
+    if (err == 7)
+        atomic_fetch_add(&inl_errors, 1);
+}
+
+static void inl_free(void *result)
+{
+    atomic_fetch_add(&inl_freed, 1);
+    free(result);
+}
+
+/* Says which thread it ran on, and leaves a result for free_result. */
+static int inl_mark_fn(crew_ctx_t *ctx, void *arg, void **result)
+{
+    (void)ctx;
+    (void)arg;
+    inl_self = pthread_self();
+    atomic_store(&inl_marked, &inl_self);
+    *result = malloc(16);
+    return 0;
+}
+
+static int inl_fail_fn(crew_ctx_t *ctx, void *arg, void **result)
+{
+    (void)ctx;
+    (void)arg;
+    (void)result;
+    return 7;
+}
+
+/* A pool of two workers whose second worker is held by a blocker, so
+ * that nothing is stolen from the first one's queue. */
+static crew_t *inline_pool(t_blocker_t *b, t_count_t *started, t_gate_t *gate)
+{
+    crew_opts_t o = { .min_workers = 2,
+                      .max_workers = 2,
+                      .prespawn = true,
+                      .inline_after = 1,
+                      .on_error = inl_on_error,
+                      .free_result = inl_free };
+    crew_t *pool = NULL;
+
+    ck_assert_int_eq(crew_create(&pool, &o), 0);
+    t_count_init(started);
+    t_gate_init(gate);
+    b->started = started;
+    b->gate = gate;
+    ck_assert_int_eq(crew_submit(pool, t_blocker_fn, b), 0);
+    ck_assert(t_count_wait(started, 1, T_LONG));
+    return pool;
+}
+
+/* Lets the blocker go, waits for all, and returns the pool's counts. */
+static crew_stats_t inline_pool_free(crew_t *pool, t_count_t *started,
+                                     t_gate_t *gate)
+{
+    crew_stats_t s;
+
+    t_gate_open(gate);
+    ck_assert_int_eq(crew_wait(pool), 0);
+    s = t_stats(pool);
+    ck_assert_int_eq(crew_free(pool), 0);
+    t_gate_destroy(gate);
+    t_count_destroy(started);
+    return s;
+}
+
+/* With one task of its own queued, the next submit runs in the call. */
+static int inl_parent_fn(crew_ctx_t *ctx, void *arg, void **result)
+{
+    atomic_long *seen = arg;
+    crew_t *pool = crew_ctx_pool(ctx);
+    crew_task_t *f = NULL;
+    long before;
+
+    (void)result;
+    /* Queued: the worker holds nothing yet. */
+    if (crew_submit(pool, count_fn, NULL) != 0 ||
+        atomic_load(&inl_marked) != NULL)
+        return 1;
+    if (crew_submit(pool, inl_mark_fn, NULL) != 0)
+        return 2;
+    /* Ran inside the call, on this thread, its result already freed. */
+    if (atomic_load(&inl_marked) == NULL ||
+        !pthread_equal(*atomic_load(&inl_marked), pthread_self()) ||
+        atomic_load(&inl_freed) != 1)
+        return 3;
+    if (crew_submit(pool, inl_fail_fn, NULL) != 0 ||
+        atomic_load(&inl_errors) != 1)
+        return 4;
+    /* A task with a future is never run in the call. */
+    before = atomic_load(&ran);
+    if (crew_spawn(pool, count_fn, NULL, NULL, &f) != 0)
+        return 5;
+    if (atomic_load(&ran) != before) {
+        crew_task_release(f);
+        return 6;
+    }
+    crew_task_release(f);
+    atomic_store(seen, 1);
+    return 0;
+}
+
+START_TEST(local__inline_after_runs_a_task_in_its_submit)
+{
+    t_blocker_t b;
+    t_count_t started;
+    t_gate_t gate;
+    crew_t *pool = inline_pool(&b, &started, &gate);
+    atomic_long seen = 0;
+    crew_stats_t s;
+
+    atomic_store(&ran, 0);
+    atomic_store(&inl_errors, 0);
+    atomic_store(&inl_freed, 0);
+    atomic_store(&inl_marked, NULL);
+    ck_assert_int_eq(crew_submit(pool, inl_parent_fn, &seen), 0);
+    s = inline_pool_free(pool, &started, &gate);
+    ck_assert_int_eq(atomic_load(&seen), 1);
+    ck_assert_int_eq(atomic_load(&ran), 2);
+    ck_assert_int_eq(atomic_load(&inl_errors), 1);
+    ck_assert_int_eq(atomic_load(&inl_freed), 1);
+    /* blocker, parent, two queued, two run in the call */
+    ck_assert_uint_eq(s.submitted, 6);
+    ck_assert_uint_eq(s.completed, 5);
+    ck_assert_uint_eq(s.failed, 1);
+}
+END_TEST
+
+/* Each link queues a filler, then submits the next link: with fillers
+ * queued, links run inside their parents' submits, up to the cap. */
+static int inl_link_fn(crew_ctx_t *ctx, void *arg, void **result)
+{
+    long depth = (long)(intptr_t)arg;
+    long nest = ++inl_nest, max = atomic_load(&inl_nest_max);
+    int rc = 0;
+
+    (void)result;
+    while (nest > max &&
+           !atomic_compare_exchange_weak(&inl_nest_max, &max, nest))
+        ;
+    atomic_fetch_add(&inl_chain, 1);
+    if (crew_submit(crew_ctx_pool(ctx), count_fn, NULL) != 0 ||
+        (depth < 100 && crew_submit(crew_ctx_pool(ctx), inl_link_fn,
+                                    (void *)(intptr_t)(depth + 1)) != 0))
+        rc = 1;
+    inl_nest--;
+    return rc;
+}
+
+START_TEST(local__inline_runs_nest_at_most_32_deep)
+{
+    t_blocker_t b;
+    t_count_t started;
+    t_gate_t gate;
+    crew_t *pool = inline_pool(&b, &started, &gate);
+    crew_stats_t s;
+
+    atomic_store(&ran, 0);
+    atomic_store(&inl_chain, 0);
+    atomic_store(&inl_nest_max, 0);
+    ck_assert_int_eq(crew_submit(pool, inl_link_fn, (void *)(intptr_t)1), 0);
+    s = inline_pool_free(pool, &started, &gate);
+    ck_assert_int_eq(atomic_load(&inl_chain), 100);
+    ck_assert_int_eq(atomic_load(&ran), 100);
+    /* A queued link, then 32 run inside the submits above it. */
+    ck_assert_int_eq(atomic_load(&inl_nest_max), 33);
+    ck_assert_uint_eq(s.submitted, 201);
+    ck_assert_uint_eq(s.completed, 201);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("local");
@@ -471,5 +653,7 @@ int main(void)
     crew_add_test(s, local__fork_join_with_futures);
     crew_add_test(s, local__a_queued_child_cancelled_or_run_by_another);
     crew_add_test(s, local__wait_covers_an_outside_cancels_report);
+    crew_add_test(s, local__inline_after_runs_a_task_in_its_submit);
+    crew_add_test(s, local__inline_runs_nest_at_most_32_deep);
     return crew_run_suite(s);
 }
