@@ -93,6 +93,9 @@ int main(void)
                          .fiber_stack_size = 32 * 1024,
                          .task_timeout_ns = 2000 * MS };
     crew_task_opts_t member = { 0 };
+    /* The pool's 2 s timeout is for the requests: a coordinator still
+     * queued at its deadline would never run, and never set `done`. */
+    crew_task_opts_t untimed = { .timeout_ns = -1 };
     crew_progress_t p;
     crew_t *pool;
     int rc;
@@ -112,7 +115,7 @@ int main(void)
             fprintf(stderr, "waitmany: spawn: %s\n", crew_strerror(rc));
             return 1;
         }
-    if (crew_submit(pool, coordinator, NULL) != 0)
+    if (crew_spawn(pool, coordinator, NULL, &untimed, NULL) != 0)
         return 1;
 
     crew_event_set(start);      /* every request goes at once */
