@@ -128,8 +128,8 @@ typedef void (*crew_thread_hook)(crew_t *pool, unsigned worker_id,
 /*
  * The lock that guards the task queue's consumer side, taken once by every
  * take of a task (see crew_opts_t.lock).  The rest of the pool's state is
- * guarded by a pthread mutex that only slow paths take (a worker going to
- * sleep, a submitter waking one, growing, waiting).
+ * guarded by a pthread mutex that only slow paths take (sleeping, waking,
+ * growing, waiting), with condition variables, which need a mutex.
  */
 enum crew_lock_kind {
     CREW_LOCK_DEFAULT = 0,    /* spins briefly, then yields the CPU */

@@ -5,15 +5,14 @@
  * Who touches what (see docs/design.md for the full state machine):
  *  - The task queue (queue.c) is pushed by any thread without a lock and
  *    popped only under `pool->qlock`.
- *  - Worker bookkeeping (the sleepers' list, the worker list, bounds,
+ *  - Worker bookkeeping (sleepers, wake tokens, the worker list, bounds,
  *    state transitions) changes only under `pool->lock`; the few fields
  *    that submitters read without the lock are atomics, published under it.
  *  - Counters for statistics are relaxed atomics: they are read for
  *    reporting only, never to decide anything.
  *
  * Lock order: pool->lock may be taken while holding nothing, or before
- * pool->qlock; never the other way round.  A future's own mutex is a leaf,
- * and so is a worker's park_mu (builds without futexes).
+ * pool->qlock; never the other way round.  A future's own mutex is a leaf.
  * No user code (task, callback, hook) ever runs under a crew lock.
  */
 #ifndef CREW_INTERNAL_H
@@ -28,19 +27,6 @@
 #include <time.h>
 
 #define CREW__CACHELINE 64
-
-/* Sleeping workers wait on a futex of their own on Linux; elsewhere (or
- * built with -DCREW_NO_FUTEX) on a mutex and condition variable each. */
-#if defined(__linux__) && !defined(CREW_NO_FUTEX)
-#define CREW__FUTEX 1
-#endif
-
-/* A sleeping worker's park word (worker.c, "Parking"). */
-enum {
-    CREW__PARKED = 0,          /* asleep */
-    CREW__LOOK,                /* woken to look again; still a sleeper */
-    CREW__GO                   /* handed a wake-up, off the list */
-};
 
 #if defined(__x86_64__) || defined(__i386__)
 #define crew__cpu_relax() __builtin_ia32_pause()
@@ -270,15 +256,6 @@ struct crew__worker {
     crew_t *pool;
     pthread_t tid;
     unsigned id;
-    /* Where it sleeps when there is no work (worker.c, "Parking"): the
-     * word it waits on (CREW__PARKED, _LOOK, _GO), and its links in the
-     * pool's list of sleepers (under pool->lock). */
-    _Atomic uint32_t park;
-    struct crew__worker *snext, *sprev;
-#ifndef CREW__FUTEX
-    pthread_mutex_t park_mu;   /* no futex: the word's waits and wakes */
-    pthread_cond_t park_cv;
-#endif
     bool exited;               /* under pool->lock: thread is leaving */
     bool overtime;             /* under pool->lock: stuck in a timed-out
                                   task, not counted in live */
@@ -350,9 +327,8 @@ struct crew {
 
     /* Published under `lock`, read without it by submitters. */
     _Alignas(CREW__CACHELINE) _Atomic unsigned idle_avail; /* sleepers
-                                  (== sleepers) */
-    _Atomic unsigned waking;   /* workers handed a wake-up (taken off
-                                  the sleepers' list), not yet awake */
+                                  not yet handed a wake token */
+    _Atomic unsigned waking;   /* wake tokens in flight (== tokens) */
     _Atomic unsigned live;     /* worker threads counted as alive */
     _Atomic unsigned fibers_live; /* fiber mode: tasks on fibers */
     _Atomic unsigned fiber_max;   /* fiber mode: the budget (max_workers) */
@@ -398,13 +374,11 @@ struct crew {
     crew_lock_ops_t qops;      /* CREW_LOCK_CUSTOM */
 
     pthread_mutex_t lock;      /* guards everything below */
-    pthread_cond_t work_cv;    /* fiber mode: threads out of the count
-                                  (sleep_out in fiber.c) */
+    pthread_cond_t work_cv;    /* sleeping workers */
     pthread_cond_t space_cv;   /* submitters blocked on a full queue */
     pthread_cond_t done_cv;    /* crew_wait(), shutdown, resize */
-    struct crew__worker *sleep_top; /* sleeping workers, the latest to
-                                  fall asleep first (worker.c) */
-    unsigned sleepers;         /* how many */
+    unsigned sleepers;         /* workers waiting on work_cv */
+    unsigned tokens;           /* wake-ups handed out, not yet taken */
     unsigned min_workers;
     unsigned max_shown;        /* max reported by crew_stats() */
     unsigned peak;
@@ -683,9 +657,6 @@ int crew__wait_step(pthread_cond_t *cv, pthread_mutex_t *mu, int64_t until,
 void crew__reap_locked(crew_t *pool);
 void crew__stat_fold_locked(crew_t *pool, struct crew__worker *w);
 void crew__publish_idle_locked(crew_t *pool);
-void crew__wake_all_locked(crew_t *pool);
-int crew__park_init(struct crew__worker *w);
-void crew__worker_free(struct crew__worker *w);
 bool crew__try_run_one(crew_t *pool, unsigned worker_id);
 bool crew__help_one(crew_t *pool);
 

@@ -796,7 +796,7 @@ void crew__fiber_deliver(struct crew__fiber *woken)
         if (atomic_load_explicit(&pool->sched_sleepers,
                                  memory_order_seq_cst) > 0) {
             pthread_mutex_lock(&pool->lock);
-            crew__wake_all_locked(pool);
+            pthread_cond_broadcast(&pool->work_cv);
             pthread_mutex_unlock(&pool->lock);
         }
         crew__pool_unref(pool);
@@ -1396,14 +1396,14 @@ static void go_out_locked(crew_t *pool, struct crew__sched *s, bool spare)
     atomic_fetch_sub_explicit(&pool->live, 1, memory_order_relaxed);
     if (spare &&
         atomic_load_explicit(&pool->queued, memory_order_relaxed) >
-            pool->sleepers &&
+            pool->sleepers - pool->tokens &&
         atomic_load_explicit(&pool->state, memory_order_relaxed) !=
             CREW__STOPPED)
         (void)crew__spawn_locked(pool);
     /* Shutdown waits for live to drop; threads that are out look for
      * room again (sleep_out). */
     pthread_cond_broadcast(&pool->done_cv);
-    crew__wake_all_locked(pool);
+    pthread_cond_broadcast(&pool->work_cv);
 }
 
 /* Is there room for an out thread to count itself in again?  Not once
@@ -1500,9 +1500,12 @@ void crew__fiber_overtime(crew_t *pool, struct crew_task *t)
 /*
  * An out thread with nothing ready sleeps until a fiber of its own is due
  * or woken, the pool's state changes, or there is room to come back.  Not
- * in crew__idle: it is no worker waiting for work (and not counted live),
- * and no submitter hands it a wake-up.  It waits on work_cv, which every
- * broadcast to the sleeping workers (crew__wake_all_locked) wakes too.
+ * in crew__idle: it is no worker waiting for work (and not counted live).
+ * It waits on the same condition as the workers, though, where a
+ * submitter signals one waiter for each wake token it hands out
+ * (worker.c): a signal that woke us instead of a worker is passed on, by
+ * a broadcast, to the workers still waiting, one of which takes the
+ * token.
  */
 static void sleep_out(struct crew__sched *s)
 {
@@ -1527,6 +1530,8 @@ static void sleep_out(struct crew__sched *s)
                      : pthread_cond_timedwait(&pool->work_cv, &pool->lock,
                                               &ts);
 
+        if (pool->tokens > 0)
+            pthread_cond_broadcast(&pool->work_cv);
         if (rc == ETIMEDOUT)
             break;
     }

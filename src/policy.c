@@ -531,7 +531,7 @@ static void mark_overtime(crew_t *pool, struct crew_task *f)
          * bound (crew__spawn_locked checks it). */
         if (atomic_load_explicit(&pool->queued, memory_order_relaxed) +
                     crew__deques_held(pool) >
-                pool->sleepers &&
+                pool->sleepers - pool->tokens &&
             atomic_load_explicit(&pool->state, memory_order_relaxed) !=
                 CREW__STOPPED)
             (void)crew__spawn_locked(pool);

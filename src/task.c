@@ -152,7 +152,7 @@ static void wake_done(crew_t *pool)
             CREW__RUNNING_STATE) {
         pthread_mutex_lock(&pool->lock);
         pthread_cond_broadcast(&pool->done_cv);
-        crew__wake_all_locked(pool);
+        pthread_cond_broadcast(&pool->work_cv);
         pthread_mutex_unlock(&pool->lock);
     }
 }
@@ -230,7 +230,7 @@ void crew__finish_one_locked(crew_t *pool)
     }
     if (last) {
         pthread_cond_broadcast(&pool->done_cv);
-        crew__wake_all_locked(pool);
+        pthread_cond_broadcast(&pool->work_cv);
     }
     pthread_mutex_unlock(&pool->lock);
 }

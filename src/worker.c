@@ -10,36 +10,30 @@
  * seq_cst, so at least one side sees the other:
  *
  *   submitter: push; queued += 1;         then read idle_avail
- *   worker:    idle_avail = sleepers (under lock);       then read queued
+ *   worker:    idle_avail = sleepers - tokens (under lock); then read queued
  *
  * If the submitter reads idle_avail == 0 and skips the wake-up, the worker
  * published its sleep later and so reads queued > 0 and does not sleep.
- * If the submitter sees a sleeper, it takes pool->lock, under which the
- * worker put itself on the list of sleepers before its check, so it finds
- * the worker there (or gone because it found work).
+ * If the submitter sees a sleeper, it takes pool->lock, which the worker
+ * holds from its check until it is inside pthread_cond_wait, so the signal
+ * cannot fall between the check and the wait.
  *
- * Parking: each sleeping worker waits on a word of its own (a futex on
- * Linux), on a list of sleepers, the latest to fall asleep on top.  A
- * submitter that wakes one takes the top worker off the list, sets its
- * word to GO and wakes it: the one that slept least (its caches and its
- * core still warm), and the others go on sleeping, so the idle ones at the
- * bottom are those that time out and retire.  The woken worker needs no
- * lock on its way back to work: it was taken off the list and out of
- * `sleepers` by the waker.  Broadcasts (shutdown, resize, the end of
- * work) set each sleeper's word to LOOK: those take the lock and look
- * again, as sleepers.
+ * Wake tokens: a submitter that wakes a sleeper hands it a token (tokens++
+ * and idle_avail--), so that a burst of submits wakes one worker per task
+ * rather than signalling the same sleeper again and again.  Any worker
+ * that leaves the sleep loop takes a token if one is out, which keeps
+ * tokens <= sleepers.
  *
  * Passing wake-ups on: while a wake-up is in flight (waking > 0), a
- * submitter does not wake anyone; the worker woken wakes the next sleeper
- * if work is still queued (crew__pass_on), and so on.  The submitter thus
- * pays for at most one wake-up per burst, and the cost of waking many
- * sleepers falls on the workers, not on the one thread that feeds the
- * pool.  Nothing is stranded: the submitter stores queued, then reads
- * waking; the woken worker lowers waking, then reads queued; so if the
- * submitter saw the wake-up in flight, the worker sees the task (all
- * seq_cst).
+ * submitter does not wake anyone; the worker that takes the token wakes the
+ * next sleeper if work is still queued (crew__pass_on), and so on.  The
+ * submitter thus pays for at most one wake-up per burst, and the cost of
+ * waking many sleepers falls on the workers, not on the one thread that
+ * feeds the pool.  Nothing is stranded: the submitter stores queued, then
+ * reads waking; the woken worker stores waking (taking its token), then
+ * reads queued; so if the submitter saw the token in flight, the worker
+ * sees the task (all seq_cst).
  */
-#define _DEFAULT_SOURCE         /* syscall() */
 #include "crew_internal.h"
 
 #include <errno.h>
@@ -50,12 +44,14 @@
 
 _Thread_local struct crew__worker *crew__self;
 
-/* Call with pool->lock held after changing sleepers. */
+/* Call with pool->lock held after changing sleepers or tokens. */
 void crew__publish_idle_locked(crew_t *pool)
 {
     /* seq_cst: the store half of the worker's side of the hand-off. */
-    atomic_store_explicit(&pool->idle_avail, pool->sleepers,
+    atomic_store_explicit(&pool->idle_avail, pool->sleepers - pool->tokens,
                           memory_order_seq_cst);
+    /* seq_cst: the worker's store half of passing wake-ups on. */
+    atomic_store_explicit(&pool->waking, pool->tokens, memory_order_seq_cst);
 }
 
 /* Keep the maximum shown by crew_stats() at or above the live count. */
@@ -226,191 +222,27 @@ void crew__pass_on(crew_t *pool)
     crew__wake_for_work(pool);
 }
 
-/* --- Parking -------------------------------------------------------- */
-
-#ifdef CREW__FUTEX
-#include <linux/futex.h>
-#include <sys/syscall.h>
-
-int crew__park_init(struct crew__worker *w)
+/* A worker leaves the sleep loop: give up its place, take a token. */
+static bool leave_locked(crew_t *pool, struct crew__fiber *_Atomic *inbox)
 {
-    (void)w;
-    return 0;
-}
+    bool had_token = pool->tokens > 0;
 
-void crew__worker_free(struct crew__worker *w)
-{
-    free(w);
-}
-
-/* Wait while w->park holds CREW__PARKED, until `until` (ns on
- * CLOCK_MONOTONIC, 0: none).  May return early: the caller looks. */
-static int park_wait(struct crew__worker *w, int64_t until)
-{
-    struct timespec ts;
-    long rc;
-
-    ts.tv_sec = (time_t)(until / 1000000000);
-    ts.tv_nsec = (long)(until % 1000000000);
-    /* FUTEX_WAIT_BITSET takes an absolute time on CLOCK_MONOTONIC. */
-    rc = syscall(SYS_futex, (uint32_t *)&w->park,
-                 FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, CREW__PARKED,
-                 until > 0 ? &ts : NULL, NULL, FUTEX_BITSET_MATCH_ANY);
-    return rc == -1 && errno == ETIMEDOUT ? ETIMEDOUT : 0;
-}
-
-static void park_wake(struct crew__worker *w)
-{
-    syscall(SYS_futex, (uint32_t *)&w->park, FUTEX_WAKE | FUTEX_PRIVATE_FLAG,
-            1, NULL, NULL, 0);
-}
-#else
-int crew__park_init(struct crew__worker *w)
-{
-    if (pthread_mutex_init(&w->park_mu, NULL) != 0)
-        return -1;
-    if (crew__cond_init(&w->park_cv) != 0) {
-        pthread_mutex_destroy(&w->park_mu);
-        return -1;
-    }
-    return 0;
-}
-
-void crew__worker_free(struct crew__worker *w)
-{
-    pthread_cond_destroy(&w->park_cv);
-    pthread_mutex_destroy(&w->park_mu);
-    free(w);
-}
-
-static int park_wait(struct crew__worker *w, int64_t until)
-{
-    struct timespec ts;
-    int rc = 0;
-
-    ts.tv_sec = (time_t)(until / 1000000000);
-    ts.tv_nsec = (long)(until % 1000000000);
-    pthread_mutex_lock(&w->park_mu);
-    /* Relaxed: the waker stores the word before it takes park_mu. */
-    while (rc != ETIMEDOUT &&
-           atomic_load_explicit(&w->park, memory_order_relaxed) ==
-               CREW__PARKED)
-        rc = until > 0 ? pthread_cond_timedwait(&w->park_cv, &w->park_mu,
-                                                &ts)
-                       : pthread_cond_wait(&w->park_cv, &w->park_mu);
-    pthread_mutex_unlock(&w->park_mu);
-    return rc == ETIMEDOUT ? ETIMEDOUT : 0;
-}
-
-static void park_wake(struct crew__worker *w)
-{
-    pthread_mutex_lock(&w->park_mu);
-    pthread_cond_signal(&w->park_cv);
-    pthread_mutex_unlock(&w->park_mu);
-}
-#endif
-
-/* A worker goes on top of the sleepers' list.  Call with pool->lock. */
-static void sleep_push_locked(crew_t *pool, struct crew__worker *w)
-{
-    w->sprev = NULL;
-    w->snext = pool->sleep_top;
-    if (w->snext != NULL)
-        w->snext->sprev = w;
-    pool->sleep_top = w;
-    pool->sleepers++;
-    crew__publish_idle_locked(pool);
-}
-
-/* Off the list.  Call with pool->lock. */
-static void sleep_remove_locked(crew_t *pool, struct crew__worker *w)
-{
-    if (w->sprev != NULL)
-        w->sprev->snext = w->snext;
-    else
-        pool->sleep_top = w->snext;
-    if (w->snext != NULL)
-        w->snext->sprev = w->sprev;
+    if (inbox != NULL)
+        atomic_fetch_sub_explicit(&pool->sched_sleepers, 1,
+                                  memory_order_relaxed);
     pool->sleepers--;
+    if (had_token)
+        pool->tokens--;
     crew__publish_idle_locked(pool);
-}
-
-/*
- * Every sleeper looks again (the state, the bounds, the work changed), and
- * so do the out threads of fiber mode.  Call with pool->lock held.  The
- * word is written under the lock and the sleeper takes the lock before it
- * acts, so relaxed is enough; a sleeper already told is not woken twice.
- */
-void crew__wake_all_locked(crew_t *pool)
-{
-    pthread_cond_broadcast(&pool->work_cv);
-    for (struct crew__worker *w = pool->sleep_top; w != NULL; w = w->snext) {
-        if (atomic_load_explicit(&w->park, memory_order_relaxed) ==
-            CREW__PARKED) {
-            atomic_store_explicit(&w->park, CREW__LOOK, memory_order_relaxed);
-            park_wake(w);
-        }
-    }
-}
-
-/*
- * Sleep on the word, with pool->lock held on entry.  Returns CREW__GO
- * without the lock when handed a wake-up; otherwise (told to look,
- * spurious, or ETIMEDOUT once `until` has passed) with the lock held, and
- * still on the list.
- */
-static int park_locked(crew_t *pool, struct crew__worker *w, int64_t until)
-{
-    bool late = false;
-    uint32_t v;
-
-    /* Relaxed: under pool->lock, as every store to it but the first. */
-    atomic_store_explicit(&w->park, CREW__PARKED, memory_order_relaxed);
-    pthread_mutex_unlock(&pool->lock);
-    /* Acquire: pairs with the waker's release of GO, after which we go
-     * back to work without the lock. */
-    while ((v = atomic_load_explicit(&w->park, memory_order_acquire)) ==
-               CREW__PARKED &&
-           !late)
-        late = park_wait(w, until) == ETIMEDOUT;
-    if (v == CREW__GO)
-        return CREW__GO;
-    pthread_mutex_lock(&pool->lock);
-    /* Handed a wake-up while it came back for the lock. */
-    if (atomic_load_explicit(&w->park, memory_order_relaxed) == CREW__GO) {
-        pthread_mutex_unlock(&pool->lock);
-        return CREW__GO;
-    }
-    return late ? ETIMEDOUT : 0;
-}
-
-/* A worker leaves the sleep loop on its own (not handed a wake-up). */
-static void leave_locked(crew_t *pool, struct crew__worker *w,
-                         struct crew__fiber *_Atomic *inbox)
-{
-    if (inbox != NULL)
-        atomic_fetch_sub_explicit(&pool->sched_sleepers, 1,
-                                  memory_order_relaxed);
-    sleep_remove_locked(pool, w);
-}
-
-/* A worker handed a wake-up is awake, without the lock. */
-static void woken(crew_t *pool, struct crew__fiber *_Atomic *inbox)
-{
-    /* Relaxed: a count for crew__fiber_deliver's peek; seq_cst below. */
-    if (inbox != NULL)
-        atomic_fetch_sub_explicit(&pool->sched_sleepers, 1,
-                                  memory_order_relaxed);
-    /* seq_cst: the store half of passing wake-ups on (the top of the
-     * file); crew__pass_on loads queued after it. */
-    atomic_fetch_sub_explicit(&pool->waking, 1, memory_order_seq_cst);
+    return had_token;
 }
 
 /*
  * A worker that stops being one.  Called with pool->lock held, after
- * leave_locked().
+ * leave_locked().  If it had been handed a wake-up it cannot honour, it
+ * passes the wake-up on so queued work is not stranded.
  */
-static void retire_locked(crew_t *pool)
+static void retire_locked(crew_t *pool, bool had_token)
 {
     /*
      * seq_cst, with the load of queued below: a submitter stores queued,
@@ -423,17 +255,31 @@ static void retire_locked(crew_t *pool)
     atomic_fetch_sub_explicit(&pool->live, 1, memory_order_seq_cst);
     if ((atomic_load_explicit(&pool->queued, memory_order_seq_cst) > 0 ||
          crew__deques_busy(pool)) &&
-        pool->sleepers == 0 &&
+        pool->sleepers == pool->tokens &&
         atomic_load_explicit(&pool->state, memory_order_relaxed) ==
             CREW__RUNNING_STATE &&
         atomic_load_explicit(&pool->live, memory_order_relaxed) <
             atomic_load_explicit(&pool->max_target, memory_order_relaxed))
         (void)crew__spawn_locked(pool);
     update_shown_locked(pool);
+    if (had_token && pool->sleepers > pool->tokens) {
+        pool->tokens++;
+        crew__publish_idle_locked(pool);
+        pthread_cond_signal(&pool->work_cv);
+    }
     /* crew_resize() and crew_shutdown() wait for live to drop. */
     pthread_cond_broadcast(&pool->done_cv);
 }
 
+/*
+ * Sleep until there is work.  Returns true to go back to work, false when
+ * this worker has retired (pool->live already lowered).  In fiber mode,
+ * `until_ns` (CLOCK_MONOTONIC, 0: none) is when the thread's nearest
+ * parked fiber is due, and `stay` says it has fibers and must not leave;
+ * queued work counts only while the fiber budget has room; `inbox` is the
+ * scheduler's list of fibers woken from other threads (NULL in thread
+ * mode), and a fiber there ends the sleep.
+ */
 /*
  * Should a worker between tasks (live workers: `live`) leave rather than
  * take more work?  When the pool is above its maximum (a shrink), and
@@ -450,30 +296,26 @@ static bool place_wanted(crew_t *pool, unsigned live)
                                                 memory_order_relaxed) > 0);
 }
 
-/*
- * Sleep until there is work.  Returns true to go back to work, false when
- * this worker has retired (pool->live already lowered).  In fiber mode,
- * `until_ns` (CLOCK_MONOTONIC, 0: none) is when the thread's nearest
- * parked fiber is due, and `stay` says it has fibers and must not leave;
- * queued work counts only while the fiber budget has room; `inbox` is the
- * scheduler's list of fibers woken from other threads (NULL in thread
- * mode), and a fiber there ends the sleep.
- */
 bool crew__idle(crew_t *pool, int64_t until_ns, bool stay,
                 struct crew__fiber *_Atomic *inbox)
 {
-    struct crew__worker *w = crew__self;
+    struct timespec deadline;
     bool fibers = pool->opts.fibers;
     bool timed = !fibers && pool->opts.idle_timeout_ns > 0;
     bool timed_out = false;
-    int64_t until = until_ns;
+    bool had_token;
 
     /* The records it freed, added up before a sleep that may be long. */
     crew__records_flush(pool);
     if (timed)
-        until = crew__after_ns(pool->opts.idle_timeout_ns);
+        crew__deadline(&deadline, pool->opts.idle_timeout_ns);
+    if (until_ns > 0) {
+        deadline.tv_sec = (time_t)(until_ns / 1000000000);
+        deadline.tv_nsec = (long)(until_ns % 1000000000);
+    }
     pthread_mutex_lock(&pool->lock);
-    sleep_push_locked(pool, w);
+    pool->sleepers++;
+    crew__publish_idle_locked(pool);
     /* seq_cst: a waker pushes to the inbox, then loads this count; we
      * count ourselves, then load the inbox (below, under the lock we
      * wait with).  One side sees the other: either we find the fiber, or
@@ -485,11 +327,14 @@ bool crew__idle(crew_t *pool, int64_t until_ns, bool stay,
         unsigned live = atomic_load_explicit(&pool->live,
                                              memory_order_relaxed);
         int state = atomic_load_explicit(&pool->state, memory_order_seq_cst);
-        int rc;
 
         if (inbox != NULL &&
-            atomic_load_explicit(inbox, memory_order_seq_cst) != NULL)
-            goto back;
+            atomic_load_explicit(inbox, memory_order_seq_cst) != NULL) {
+            leave_locked(pool, inbox);
+            pthread_mutex_unlock(&pool->lock);
+            return true;
+        }
+
         /* Shrunk below us, or a lender wants its place back and none is
          * free: retire even if work waits (others remain). */
         if (!stay && place_wanted(pool, live))
@@ -498,8 +343,11 @@ bool crew__idle(crew_t *pool, int64_t until_ns, bool stay,
          * deque.c for tasks in deques that no counter shows). */
         if ((atomic_load_explicit(&pool->queued, memory_order_seq_cst) > 0 ||
              (!fibers && crew__deques_busy(pool))) &&
-            (!fibers || crew__fiber_budget_left(pool)))
-            goto back;
+            (!fibers || crew__fiber_budget_left(pool))) {
+            leave_locked(pool, inbox);
+            pthread_mutex_unlock(&pool->lock);
+            return true;
+        }
         /*
          * Shutting down and nothing outstanding: no task can come any more,
          * since submits count themselves in `outstanding` before they read
@@ -513,37 +361,40 @@ bool crew__idle(crew_t *pool, int64_t until_ns, bool stay,
          * its parked fibers so their sleeps end; once stopped, back to
          * it too, which leaves the pool's count with the fibers left
          * (timed-out tasks still running) and never comes here again. */
-        if (stay && state >= CREW__CANCELLING)
-            goto back;
-        if (timed_out) {
-            /* A parked fiber is due: back to the scheduler. */
-            if (until_ns > 0)
-                goto back;
-            if (state == CREW__RUNNING_STATE && live > pool->min_workers)
-                break;
-        }
-        /* An idle timeout counts only above the minimum. */
-        rc = park_locked(pool, w,
-                         until_ns > 0 ||
-                                 (timed && live > pool->min_workers &&
-                                  !timed_out)
-                             ? until
-                             : 0);
-        if (rc == CREW__GO) {
-            woken(pool, inbox);
+        if (stay && state >= CREW__CANCELLING) {
+            leave_locked(pool, inbox);
+            pthread_mutex_unlock(&pool->lock);
             return true;
         }
-        if (rc == ETIMEDOUT)
-            timed_out = true;
+        if (timed_out && state == CREW__RUNNING_STATE &&
+            live > pool->min_workers)
+            break;
+        if (until_ns > 0) {
+            /* A parked fiber is due then: back to the scheduler. */
+            if (timed_out || pthread_cond_timedwait(&pool->work_cv,
+                                                    &pool->lock,
+                                                    &deadline) == ETIMEDOUT) {
+                leave_locked(pool, inbox);
+                pthread_mutex_unlock(&pool->lock);
+                return true;
+            }
+        } else if (timed && live > pool->min_workers && !timed_out) {
+            if (pthread_cond_timedwait(&pool->work_cv, &pool->lock,
+                                       &deadline) == ETIMEDOUT)
+                timed_out = true;
+        } else {
+            pthread_cond_wait(&pool->work_cv, &pool->lock);
+        }
+        if (pool->tokens > 0) {
+            leave_locked(pool, inbox);
+            pthread_mutex_unlock(&pool->lock);
+            return true;
+        }
     }
-    leave_locked(pool, w, inbox);
-    retire_locked(pool);
+    had_token = leave_locked(pool, inbox);
+    retire_locked(pool, had_token);
     pthread_mutex_unlock(&pool->lock);
     return false;
-back:
-    leave_locked(pool, w, inbox);
-    pthread_mutex_unlock(&pool->lock);
-    return true;
 }
 
 /* The end of a worker: the stop hook, then out of the pool's books. */
@@ -569,7 +420,7 @@ static void worker_leave(struct crew__worker *w)
         *pp = w->next;
         crew__stat_fold_locked(pool, w);
         pthread_mutex_unlock(&pool->lock);
-        crew__worker_free(w);
+        free(w);
         crew__pool_unref(pool);
         return;
     }
@@ -614,7 +465,7 @@ static void worker_exit_early(void *arg)
     }
     if (atomic_load_explicit(&pool->queued, memory_order_relaxed) +
                 crew__deques_held(pool) >
-            pool->sleepers &&
+            pool->sleepers - pool->tokens &&
         atomic_load_explicit(&pool->state, memory_order_relaxed) !=
             CREW__STOPPED)
         (void)crew__spawn_locked(pool);
@@ -739,7 +590,7 @@ void crew__reap_locked(crew_t *pool)
             pool->exited--;
             /* It only has to return from pthread_mutex_unlock: quick. */
             pthread_join(w->tid, NULL);
-            crew__worker_free(w);
+            free(w);
         } else {
             pp = &w->next;
         }
@@ -779,12 +630,8 @@ int crew__spawn_locked(crew_t *pool)
         return CREW_ENOMEM;
     w->pool = pool;
     w->id = pool->next_id;
-    if (crew__park_init(w) != 0) {
-        free(w);
-        return CREW_ENOMEM;
-    }
     if (pthread_attr_init(&attr) != 0) {
-        crew__worker_free(w);
+        free(w);
         return CREW_ENOMEM;
     }
     if (pool->opts.stack_size != 0 &&
@@ -792,7 +639,7 @@ int crew__spawn_locked(crew_t *pool)
                                   crew__stack_size(pool->opts.stack_size)) !=
             0) {
         pthread_attr_destroy(&attr);
-        crew__worker_free(w);
+        free(w);
         return CREW_EINVAL;
     }
     sigfillset(&all);
@@ -801,7 +648,7 @@ int crew__spawn_locked(crew_t *pool)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     pthread_attr_destroy(&attr);
     if (rc != 0) {
-        crew__worker_free(w);
+        free(w);
         return CREW_ETHREAD;
     }
     pool->next_id++;
@@ -826,20 +673,14 @@ int crew__spawn_locked(crew_t *pool)
  */
 int crew__wake_for_work(crew_t *pool)
 {
-    struct crew__worker *w;
+    bool signal = false;
     int rc = 0;
 
     pthread_mutex_lock(&pool->lock);
-    if ((w = pool->sleep_top) != NULL) {
-        /* seq_cst: the waker's half of passing wake-ups on (the top of
-         * the file): in flight before anyone can see the sleeper gone. */
-        atomic_fetch_add_explicit(&pool->waking, 1, memory_order_seq_cst);
-        sleep_remove_locked(pool, w);
-        /* Release: the woken worker goes back to work without the lock.
-         * Woken under the lock, which it cannot be freed under (it takes
-         * the lock to leave the pool). */
-        atomic_store_explicit(&w->park, CREW__GO, memory_order_release);
-        park_wake(w);
+    if (pool->sleepers > pool->tokens) {
+        pool->tokens++;
+        crew__publish_idle_locked(pool);
+        signal = true;
     } else if (atomic_load_explicit(&pool->state, memory_order_relaxed) !=
                    CREW__STOPPED &&
                atomic_load_explicit(&pool->live, memory_order_relaxed) <
@@ -853,6 +694,13 @@ int crew__wake_for_work(crew_t *pool)
             rc = CREW_ETHREAD;
     }
     pthread_mutex_unlock(&pool->lock);
+    /*
+     * Signal after unlocking, so the sleeper does not wake only to block on
+     * the lock we hold.  The token was handed out under the lock, so a
+     * sleeper that wakes for another reason takes it and nothing is lost.
+     */
+    if (signal)
+        pthread_cond_signal(&pool->work_cv);
     return rc;
 }
 
@@ -925,7 +773,7 @@ void crew__lend(struct crew__lend *l)
     atomic_fetch_sub_explicit(&pool->live, 1, memory_order_seq_cst);
     if (atomic_load_explicit(&pool->queued, memory_order_seq_cst) +
             crew__deques_held(pool) >
-        pool->sleepers)
+        pool->sleepers - pool->tokens)
         (void)crew__spawn_locked(pool);
     update_shown_locked(pool);
     /* crew_resize() waits for live to drop. */
@@ -956,7 +804,7 @@ void crew__reclaim(struct crew__lend *l)
         /* Relaxed: written under the lock; workers peek at it. */
         atomic_fetch_add_explicit(&pool->reclaiming, 1,
                                   memory_order_relaxed);
-        crew__wake_all_locked(pool);    /* a sleeper gives */
+        pthread_cond_broadcast(&pool->work_cv);    /* a sleeper gives */
         pthread_cond_wait(&pool->done_cv, &pool->lock);
         atomic_fetch_sub_explicit(&pool->reclaiming, 1,
                                   memory_order_relaxed);
