@@ -587,6 +587,14 @@ START_TEST(local__inline_after_runs_a_task_in_its_submit)
     atomic_store(&inl_freed, 0);
     atomic_store(&inl_marked, NULL);
     ck_assert_int_eq(crew_submit(pool, inl_parent_fn, &seen), 0);
+    /* The blocker holds the other worker until the parent is done, so
+     * nothing is stolen from the parent's worker meanwhile. */
+    {
+        bool ok;
+
+        T_EVENTUALLY(ok, atomic_load(&ran) == 2, T_LONG);
+        ck_assert(ok);
+    }
     s = inline_pool_free(pool, &started, &gate);
     ck_assert_int_eq(atomic_load(&seen), 1);
     ck_assert_int_eq(atomic_load(&ran), 2);
@@ -632,6 +640,13 @@ START_TEST(local__inline_runs_nest_at_most_32_deep)
     atomic_store(&inl_chain, 0);
     atomic_store(&inl_nest_max, 0);
     ck_assert_int_eq(crew_submit(pool, inl_link_fn, (void *)(intptr_t)1), 0);
+    /* As above: the other worker stays held until the chain is done. */
+    {
+        bool ok;
+
+        T_EVENTUALLY(ok, atomic_load(&ran) == 100, T_LONG);
+        ck_assert(ok);
+    }
     s = inline_pool_free(pool, &started, &gate);
     ck_assert_int_eq(atomic_load(&inl_chain), 100);
     ck_assert_int_eq(atomic_load(&ran), 100);
