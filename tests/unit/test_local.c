@@ -331,6 +331,19 @@ static int wait_for_shared(crew_ctx_t *ctx, void *arg, void **result)
     return crew_task_wait(atomic_load(&shared_child), NULL);
 }
 
+/* Hold a worker of `pool` in a blocker until `gate` opens, so that it
+ * steals nothing meanwhile; returns once the blocker runs. */
+static void hold_other_worker(crew_t *pool, t_blocker_t *b, t_count_t *started,
+                              t_gate_t *gate)
+{
+    t_gate_init(gate);
+    t_count_init(started);
+    b->started = started;
+    b->gate = gate;
+    ck_assert_int_eq(crew_submit(pool, t_blocker_fn, b), 0);
+    ck_assert(t_count_wait(started, 1, T_LONG));
+}
+
 /* A child still queued in its worker's deque: cancelled from outside, or
  * run by the other worker that waits for it; the counts add up and
  * crew_wait() returns either way. */
@@ -343,17 +356,14 @@ START_TEST(local__a_queued_child_cancelled_or_run_by_another)
 
         t_gate_t other_gate;
         t_count_t other_started;
-        t_blocker_t other = { .started = &other_started, .gate = &other_gate };
+        t_blocker_t other;
 
         atomic_store(&ran, 0);
         t_gate_init(&parent_gate);
         t_count_init(&parent_ready);
-        t_gate_init(&other_gate);
-        t_count_init(&other_started);
         /* The other worker busy first, so that it cannot steal the
          * child; the parent then runs on the first one. */
-        ck_assert_int_eq(crew_submit(pool, t_blocker_fn, &other), 0);
-        ck_assert(t_count_wait(&other_started, 1, T_LONG));
+        hold_other_worker(pool, &other, &other_started, &other_gate);
         ck_assert_int_eq(crew_submit(pool, spawn_and_block, NULL), 0);
         ck_assert(t_count_wait(&parent_ready, 1, T_LONG));
         child = atomic_load(&shared_child);
@@ -424,7 +434,7 @@ START_TEST(local__wait_covers_an_outside_cancels_report)
     crew_t *pool;
     t_gate_t other_gate;
     t_count_t other_started;
-    t_blocker_t other = { .started = &other_started, .gate = &other_gate };
+    t_blocker_t other;
     pthread_t canceller;
     void *rc;
     bool ok;
@@ -434,10 +444,7 @@ START_TEST(local__wait_covers_an_outside_cancels_report)
     atomic_store(&cb_done, false);
     t_gate_init(&parent_gate);
     t_count_init(&parent_ready);
-    t_gate_init(&other_gate);
-    t_count_init(&other_started);
-    ck_assert_int_eq(crew_submit(pool, t_blocker_fn, &other), 0);
-    ck_assert(t_count_wait(&other_started, 1, T_LONG));
+    hold_other_worker(pool, &other, &other_started, &other_gate);
     ck_assert_int_eq(crew_submit(pool, spawn_and_block, NULL), 0);
     ck_assert(t_count_wait(&parent_ready, 1, T_LONG));
     ck_assert_int_eq(pthread_create(&canceller, NULL, cancel_shared, NULL), 0);
@@ -513,21 +520,21 @@ static crew_t *inline_pool(t_blocker_t *b, t_count_t *started, t_gate_t *gate)
     crew_t *pool = NULL;
 
     ck_assert_int_eq(crew_create(&pool, &o), 0);
-    t_count_init(started);
-    t_gate_init(gate);
-    b->started = started;
-    b->gate = gate;
-    ck_assert_int_eq(crew_submit(pool, t_blocker_fn, b), 0);
-    ck_assert(t_count_wait(started, 1, T_LONG));
+    hold_other_worker(pool, b, started, gate);
     return pool;
 }
 
-/* Lets the blocker go, waits for all, and returns the pool's counts. */
+/* Once `runs` queued tasks have run (the blocker holds the other worker
+ * until then, so nothing is stolen from the tested worker meanwhile),
+ * lets the blocker go, waits for all, and returns the pool's counts. */
 static crew_stats_t inline_pool_free(crew_t *pool, t_count_t *started,
-                                     t_gate_t *gate)
+                                     t_gate_t *gate, long runs)
 {
     crew_stats_t s;
+    bool ok;
 
+    T_EVENTUALLY(ok, atomic_load(&ran) == runs, T_LONG);
+    ck_assert(ok);
     t_gate_open(gate);
     ck_assert_int_eq(crew_wait(pool), 0);
     s = t_stats(pool);
@@ -587,15 +594,7 @@ START_TEST(local__inline_after_runs_a_task_in_its_submit)
     atomic_store(&inl_freed, 0);
     atomic_store(&inl_marked, NULL);
     ck_assert_int_eq(crew_submit(pool, inl_parent_fn, &seen), 0);
-    /* The blocker holds the other worker until the parent is done, so
-     * nothing is stolen from the parent's worker meanwhile. */
-    {
-        bool ok;
-
-        T_EVENTUALLY(ok, atomic_load(&ran) == 2, T_LONG);
-        ck_assert(ok);
-    }
-    s = inline_pool_free(pool, &started, &gate);
+    s = inline_pool_free(pool, &started, &gate, 2);
     ck_assert_int_eq(atomic_load(&seen), 1);
     ck_assert_int_eq(atomic_load(&ran), 2);
     ck_assert_int_eq(atomic_load(&inl_errors), 1);
@@ -640,20 +639,12 @@ START_TEST(local__inline_runs_nest_at_most_32_deep)
     atomic_store(&inl_chain, 0);
     atomic_store(&inl_nest_max, 0);
     ck_assert_int_eq(crew_submit(pool, inl_link_fn, (void *)(intptr_t)1), 0);
-    /* As above: the other worker stays held until the chain is done. */
-    {
-        bool ok;
-
-        T_EVENTUALLY(ok, atomic_load(&ran) == 100, T_LONG);
-        ck_assert(ok);
-    }
-    s = inline_pool_free(pool, &started, &gate);
+    s = inline_pool_free(pool, &started, &gate, 100);
     ck_assert_int_eq(atomic_load(&inl_chain), 100);
     ck_assert_int_eq(atomic_load(&ran), 100);
     /* Links ran inside their parents' submits, never more than 32 deep
      * over a queued one (33 when nothing is taken from the worker's
-     * queue meanwhile; fewer if a filler goes, as seen once under
-     * ASan). */
+     * queue meanwhile, as the blocker now ensures). */
     ck_assert_int_gt(atomic_load(&inl_nest_max), 1);
     ck_assert_int_le(atomic_load(&inl_nest_max), 33);
     ck_assert_uint_eq(s.submitted, 201);
