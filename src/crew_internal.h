@@ -274,6 +274,8 @@ struct crew__worker {
                                   those that left that state on it (so a
                                   share may be negative): the sum over
                                   workers (and n_local) is what deques hold */
+    _Atomic size_t fin_owed;   /* tasks it finished whose drop of
+                                  `outstanding` is still owed (task.c) */
     bool lent;                 /* under pool->lock: blocked in a wait
                                   inside a task, its place lent (see
                                   crew__lend), not counted in live */
@@ -319,11 +321,16 @@ struct crew {
     _Alignas(CREW__CACHELINE) struct crew__queue q;
     _Alignas(CREW__CACHELINE) _Atomic size_t reserved; /* queue slots
                                   taken (bounded pools only) */
-    _Atomic size_t queued;     /* records visible in the queue */
+    _Atomic size_t enqueued;   /* records counted into the queue, ever
+                                  (see crew__queued) */
     size_t low_water;          /* bounded: wake blocked submitters when
                                   `reserved` drops to it */
     _Atomic size_t outstanding; /* accepted, not finished */
     _Atomic unsigned reporting; /* finished, progress report running */
+
+    /* Take side: records counted out of the queue, ever; a line of its
+     * own, so that a worker's take does not pull the submitters' line. */
+    _Alignas(CREW__CACHELINE) _Atomic size_t taken;
 
     /* Published under `lock`, read without it by submitters. */
     _Alignas(CREW__CACHELINE) _Atomic unsigned idle_avail; /* sleepers
@@ -496,6 +503,30 @@ static inline void crew__pure_spin_lock(atomic_bool *l)
             crew__spin_unlock(&(pool)->qlock);                             \
         }                                                                  \
     } while (0)
+
+/*
+ * Records counted as waiting in the queue: enqueued - taken.  Each counter
+ * only grows, so reading `taken` first gives at least the count there was
+ * at that read (and at the later one): never less, which is the side the
+ * wake-up hand-offs need.  A take counted before its submit's count makes
+ * the difference wrap to a huge value for a moment, read as "work waits",
+ * as the single counter it replaces did.  seq_cst: the load half of the
+ * hand-offs (worker.c); taken's load is seq_cst too, so it stays before.
+ */
+static inline size_t crew__queued(crew_t *pool)
+{
+    size_t out = atomic_load_explicit(&pool->taken, memory_order_seq_cst);
+
+    return atomic_load_explicit(&pool->enqueued, memory_order_seq_cst) - out;
+}
+
+/* The same as a hint, for sizing and reports (relaxed: may be stale). */
+static inline size_t crew__queued_hint(crew_t *pool)
+{
+    size_t out = atomic_load_explicit(&pool->taken, memory_order_relaxed);
+
+    return atomic_load_explicit(&pool->enqueued, memory_order_relaxed) - out;
+}
 
 /* The worker this thread is, if any (NULL outside every pool). */
 extern _Thread_local struct crew__worker *crew__self;
@@ -688,6 +719,8 @@ void crew__run(crew_t *pool, struct crew__rec *t, unsigned worker_id);
 void crew__run_taken(crew_t *pool, struct crew__rec *t, unsigned worker_id);
 void crew__dispose(crew_t *pool, struct crew__rec *t);
 void crew__finish_one(crew_t *pool);
+void crew__finish_pay(crew_t *pool, struct crew__worker *w);
+void crew__finish_drain_locked(crew_t *pool);
 void crew__uncount(crew_t *pool);
 int crew__cancel_record(crew_t *pool, struct crew__rec *t);
 

@@ -167,7 +167,7 @@ static void spill(crew_t *pool, struct crew__worker *w)
                                   memory_order_relaxed);
             crew__queue_push(&pool->q, t);
             /* seq_cst: after the push, as in crew__enqueue (the hand-off). */
-            atomic_fetch_add_explicit(&pool->queued, 1, memory_order_seq_cst);
+            atomic_fetch_add_explicit(&pool->enqueued, 1, memory_order_seq_cst);
         } else {
             crew__queue_push(&pool->q, t);
         }

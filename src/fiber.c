@@ -1395,7 +1395,7 @@ static void go_out_locked(crew_t *pool, struct crew__sched *s, bool spare)
     /* Relaxed: live changes only under pool->lock (see worker.c). */
     atomic_fetch_sub_explicit(&pool->live, 1, memory_order_relaxed);
     if (spare &&
-        atomic_load_explicit(&pool->queued, memory_order_relaxed) >
+        crew__queued_hint(pool) >
             pool->sleepers - pool->tokens &&
         atomic_load_explicit(&pool->state, memory_order_relaxed) !=
             CREW__STOPPED)
@@ -1599,7 +1599,7 @@ static bool admit(struct crew__sched *s)
         /* Relaxed peek: no place is taken (and shown in crew_stats) just
          * to look into an empty queue. */
         if (s->out ||
-            atomic_load_explicit(&s->pool->queued, memory_order_relaxed) ==
+            crew__queued_hint(s->pool) ==
                 0 ||
             !place_take(s))
             break;

@@ -277,6 +277,7 @@ static int stop(crew_t *pool, int how)
 
     pthread_mutex_lock(&pool->lock);
     atomic_fetch_add_explicit(&pool->wait_waiters, 1, memory_order_seq_cst);
+    crew__finish_drain_locked(pool);
     while (atomic_load_explicit(&pool->outstanding,
                                 memory_order_seq_cst) > 0 ||
            atomic_load_explicit(&pool->reporting, memory_order_seq_cst) >
@@ -366,7 +367,8 @@ int crew_create(crew_t **out, const crew_opts_t *opts)
         pool->low_water = o.queue_capacity > batch ? o.queue_capacity - batch
                                                    : 0;
     }
-    atomic_init(&pool->queued, 0);
+    atomic_init(&pool->enqueued, 0);
+    atomic_init(&pool->taken, 0);
     atomic_init(&pool->n_local, 0);
     pool->locals = !o.fibers && o.queue_capacity == 0 &&
                    o.on_progress == NULL && o.priority_aging_ns == 0;
@@ -440,7 +442,9 @@ int crew_wait(crew_t *pool)
     /* seq_cst: the store half; crew__finish_one stores outstanding and
      * then loads wait_waiters, so one of us sees the other. */
     atomic_fetch_add_explicit(&pool->wait_waiters, 1, memory_order_seq_cst);
-    /* And for the report of the last task (see crew__finish_one). */
+    /* The drops workers owe (see crew__finish_one), then the count; and
+     * the report of the last task (likewise). */
+    crew__finish_drain_locked(pool);
     while (atomic_load_explicit(&pool->outstanding,
                                 memory_order_seq_cst) > 0 ||
            atomic_load_explicit(&pool->reporting, memory_order_seq_cst) > 0)
@@ -558,7 +562,7 @@ int crew_resize(crew_t *pool, unsigned min_workers, unsigned max_workers)
         rc = 0;
     while (atomic_load_explicit(&pool->live, memory_order_relaxed) <
                max_workers &&
-           atomic_load_explicit(&pool->queued, memory_order_relaxed) +
+           crew__queued_hint(pool) +
                    crew__deques_held(pool) >
                pool->sleepers - pool->tokens) {
         if (crew__spawn_locked(pool) != 0)
@@ -657,7 +661,7 @@ void crew_stats(crew_t *pool, crew_stats_t *st)
     st->timed_out = atomic_load_explicit(&pool->n_timed_out,
                                          memory_order_relaxed);
     st->overtime_workers = pool->overtime;
-    st->queued = atomic_load_explicit(&pool->queued, memory_order_relaxed);
+    st->queued = crew__queued_hint(pool);
     {
         /* And the QUEUED_LOCAL records in deques, which no shared counter
          * shows (deque.c): each worker's s_local, summed.  A thief's

@@ -157,10 +157,81 @@ static void wake_done(crew_t *pool)
     }
 }
 
+/*
+ * A worker of a thread-mode pool without a progress callback drops
+ * `outstanding` once per FIN_BATCH tasks rather than once per task: the
+ * count is written by every submit too, and a drop per task moved its
+ * line between the submitter's core and the worker's twice a task (perf,
+ * W2).  An owed drop can only delay crew_wait() and shutdown, never end
+ * them early (outstanding stays at or above the true count), and it is
+ * paid:
+ *  - at once while anyone waits or the pool stops: the worker adds to
+ *    its fin_owed, then loads wait_waiters and state; a waiter stores
+ *    wait_waiters (or shutdown the state), then takes every worker's
+ *    fin_owed (crew__finish_drain_locked).  All seq_cst, so either the
+ *    worker sees the waiter and pays, or the waiter's exchange sees the
+ *    worker's addition and pays it;
+ *  - when the worker runs out of work (before it spins or sleeps), and
+ *    when it leaves or its thread ends in pthread_exit().
+ * A worker that owes drops and then hangs in a task is thus paid for by
+ * the first waiter.
+ */
+#define FIN_BATCH 64
+
+void crew__finish_pay(crew_t *pool, struct crew__worker *w)
+{
+    /* seq_cst: the store half of the last-task-out hand-off, as the drop
+     * in crew__finish_one. */
+    size_t n = atomic_exchange_explicit(&w->fin_owed, 0,
+                                        memory_order_seq_cst);
+
+    if (n != 0 && atomic_fetch_sub_explicit(&pool->outstanding, n,
+                                            memory_order_seq_cst) == n)
+        wake_done(pool);
+}
+
+static void drain_list_locked(crew_t *pool, struct crew__worker *w)
+{
+    for (; w != NULL; w = w->next) {
+        /* seq_cst: after our store of wait_waiters or the state. */
+        size_t n = atomic_exchange_explicit(&w->fin_owed, 0,
+                                            memory_order_seq_cst);
+
+        if (n != 0 && atomic_fetch_sub_explicit(&pool->outstanding, n,
+                                                memory_order_seq_cst) == n) {
+            /* As wake_done, with the lock already held. */
+            pthread_cond_broadcast(&pool->done_cv);
+            pthread_cond_broadcast(&pool->work_cv);
+        }
+    }
+}
+
+/* A waiter (crew_wait, shutdown) takes the drops workers owe.  Call with
+ * pool->lock held, after the waiter's seq_cst store. */
+void crew__finish_drain_locked(crew_t *pool)
+{
+    drain_list_locked(pool, pool->workers);
+    drain_list_locked(pool, pool->left_behind);
+}
+
 void crew__finish_one(crew_t *pool)
 {
     bool prog = pool->opts.on_progress != NULL;
+    struct crew__worker *w = crew__self;
     size_t left;
+
+    if (!prog && w != NULL && w->pool == pool && !pool->opts.fibers) {
+        /* seq_cst: the store half, as above; then the loads. */
+        if (atomic_fetch_add_explicit(&w->fin_owed, 1,
+                                      memory_order_seq_cst) + 1 >=
+                FIN_BATCH ||
+            atomic_load_explicit(&pool->wait_waiters, memory_order_seq_cst) >
+                0 ||
+            atomic_load_explicit(&pool->state, memory_order_seq_cst) !=
+                CREW__RUNNING_STATE)
+            crew__finish_pay(pool, w);
+        return;
+    }
 
     /*
      * With a progress callback, crew_wait() must not return before the
@@ -1031,7 +1102,7 @@ int crew__enqueue(crew_t *pool, struct crew__rec *t, unsigned char count,
     }
     /* seq_cst: the store half of the submitter's side of the wake-up
      * hand-off (worker.c). */
-    atomic_fetch_add_explicit(&pool->queued, 1, memory_order_seq_cst);
+    atomic_fetch_add_explicit(&pool->enqueued, 1, memory_order_seq_cst);
     if (atomic_load_explicit(&pool->idle_avail, memory_order_seq_cst) == 0) {
         /* seq_cst: pairs with a retiring worker (retire_locked). */
         if (atomic_load_explicit(&pool->live, memory_order_seq_cst) >=

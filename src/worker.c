@@ -9,8 +9,9 @@
  * wake-up could be lost.  It is a store-then-load on each side, all
  * seq_cst, so at least one side sees the other:
  *
- *   submitter: push; queued += 1;         then read idle_avail
+ *   submitter: push; enqueued += 1;       then read idle_avail
  *   worker:    idle_avail = sleepers - tokens (under lock); then read queued
+ *              (crew__queued: taken, then enqueued)
  *
  * If the submitter reads idle_avail == 0 and skips the wake-up, the worker
  * published its sleep later and so reads queued > 0 and does not sleep.
@@ -77,7 +78,7 @@ static void update_shown_locked(crew_t *pool)
 
 static void take_batch_locked(crew_t *pool, struct crew__deque *own)
 {
-    size_t queued = atomic_load_explicit(&pool->queued, memory_order_relaxed);
+    size_t queued = crew__queued_hint(pool);
     unsigned live = atomic_load_explicit(&pool->live, memory_order_relaxed);
     struct crew__rec *t;
 
@@ -173,7 +174,7 @@ void crew__unqueue(crew_t *pool, struct crew__rec *t)
         return;
     /* Relaxed: only the increments take part in the hand-off; a stale
      * high count costs a sleeper one empty pop, never a lost task. */
-    atomic_fetch_sub_explicit(&pool->queued, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&pool->taken, 1, memory_order_relaxed);
     if (was == CREW__HOLDS_SLOT)
         crew__slot_freed(pool);
 }
@@ -205,19 +206,20 @@ bool crew__try_run_one(crew_t *pool, unsigned worker_id)
 /*
  * A worker that has just taken a task: if more work waits, a worker
  * sleeps and no wake-up is in flight, wake one (see the top of the file).
- * Costs three loads when there is nothing to do.
+ * Costs a load or two when there is nothing to do.
  */
 void crew__pass_on(crew_t *pool)
 {
     const struct crew__worker *w = crew__self;
 
     /* seq_cst: the load half of passing wake-ups on; the worker's own
-     * deque holds what no counter shows (deque.c). */
-    if ((atomic_load_explicit(&pool->queued, memory_order_seq_cst) == 0 &&
+     * deque holds what no counter shows (deque.c).  Sleepers first: with
+     * none, as in a busy pool, the counters' lines are not read. */
+    if (atomic_load_explicit(&pool->idle_avail, memory_order_seq_cst) == 0 ||
+        atomic_load_explicit(&pool->waking, memory_order_seq_cst) != 0 ||
+        (crew__queued(pool) == 0 &&
          (w == NULL || w->pool != pool || w->deq == NULL ||
-          !crew__deque_busy(w->deq))) ||
-        atomic_load_explicit(&pool->idle_avail, memory_order_seq_cst) == 0 ||
-        atomic_load_explicit(&pool->waking, memory_order_seq_cst) != 0)
+          !crew__deque_busy(w->deq))))
         return;
     crew__wake_for_work(pool);
 }
@@ -253,7 +255,7 @@ static void retire_locked(crew_t *pool, bool had_token)
      * count: the workers that stay take it.
      */
     atomic_fetch_sub_explicit(&pool->live, 1, memory_order_seq_cst);
-    if ((atomic_load_explicit(&pool->queued, memory_order_seq_cst) > 0 ||
+    if ((crew__queued(pool) > 0 ||
          crew__deques_busy(pool)) &&
         pool->sleepers == pool->tokens &&
         atomic_load_explicit(&pool->state, memory_order_relaxed) ==
@@ -341,7 +343,7 @@ bool crew__idle(crew_t *pool, int64_t until_ns, bool stay,
             break;
         /* seq_cst: the load half of the hand-off (see the top; and
          * deque.c for tasks in deques that no counter shows). */
-        if ((atomic_load_explicit(&pool->queued, memory_order_seq_cst) > 0 ||
+        if ((crew__queued(pool) > 0 ||
              (!fibers && crew__deques_busy(pool))) &&
             (!fibers || crew__fiber_budget_left(pool))) {
             leave_locked(pool, inbox);
@@ -402,6 +404,7 @@ static void worker_leave(struct crew__worker *w)
 {
     crew_t *pool = w->pool;
 
+    crew__finish_pay(pool, w);
     crew__deque_release(pool, w);
     crew__records_flush(pool);
     if (pool->opts.on_thread_stop)
@@ -463,7 +466,7 @@ static void worker_exit_early(void *arg)
         w->overtime = false;
         pool->overtime--;
     }
-    if (atomic_load_explicit(&pool->queued, memory_order_relaxed) +
+    if (crew__queued_hint(pool) +
                 crew__deques_held(pool) >
             pool->sleepers - pool->tokens &&
         atomic_load_explicit(&pool->state, memory_order_relaxed) !=
@@ -500,7 +503,7 @@ static bool spin_for_work(crew_t *pool)
         for (int k = 0; k < 32; k++)
             crew__cpu_relax();
         /* Relaxed: a hint; the take that follows synchronises. */
-        found = atomic_load_explicit(&pool->queued, memory_order_relaxed) >
+        found = crew__queued_hint(pool) >
                     0 ||
                 crew__deques_busy(pool);
         if (!found && (i & 7) == 7)
@@ -537,6 +540,10 @@ static void *worker_main(void *p)
         /* Nothing to run, or it may leave: no cover while it spins or
          * sleeps (its deque, if it still holds tasks, spills). */
         crew__cover_settle(pool, w);
+        /* And the drops of outstanding it owes (task.c).  Relaxed peek:
+         * only this worker adds to fin_owed. */
+        if (atomic_load_explicit(&w->fin_owed, memory_order_relaxed) != 0)
+            crew__finish_pay(pool, w);
         if (!wanted &&
             atomic_load_explicit(&pool->state, memory_order_relaxed) ==
                 CREW__RUNNING_STATE &&
@@ -771,7 +778,7 @@ void crew__lend(struct crew__lend *l)
     /* seq_cst, with the load of queued: as in retire_locked(), a task
      * submitted meanwhile is either seen here or sees us gone. */
     atomic_fetch_sub_explicit(&pool->live, 1, memory_order_seq_cst);
-    if (atomic_load_explicit(&pool->queued, memory_order_seq_cst) +
+    if (crew__queued(pool) +
             crew__deques_held(pool) >
         pool->sleepers - pool->tokens)
         (void)crew__spawn_locked(pool);

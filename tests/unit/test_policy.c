@@ -384,6 +384,94 @@ START_TEST(policy__c2_timeout_spares_quick_tasks)
 }
 END_TEST
 
+/* crew_wait() or a draining crew_shutdown() on a thread of its own;
+ * `done` counts its return. */
+typedef struct waiter {
+    crew_t *pool;
+    bool shutdown;
+    int rc;
+    t_count_t done;
+} waiter_t;
+
+static void *waiter_main(void *arg)
+{
+    waiter_t *w = arg;
+
+    w->rc = w->shutdown ? crew_shutdown(w->pool, CREW_SHUTDOWN_DRAIN)
+                        : crew_wait(w->pool);
+    t_count_add(&w->done, 1);
+    return NULL;
+}
+
+/*
+ * One worker runs plain tasks back to back, then gets stuck in a task
+ * that times out.  crew_wait() (or a draining shutdown) ends once that
+ * task is reported, while the worker is still stuck: the tasks it ran
+ * before must not still count as outstanding (a worker drops that count
+ * in batches, and a waiter takes what it owes).
+ */
+static void wait_while_stuck(bool shutdown)
+{
+    crew_opts_t o = { .min_workers = 1, .max_workers = 1 };
+    crew_t *pool = NULL;
+    t_count_t started;
+    t_gate_t first, stuck;
+    atomic_long quick = 0;
+    crew_task_opts_t to = { .timeout_ns = T_RUN };
+    crew_task_t *s = NULL;
+    waiter_t w = { 0 };
+    pthread_t th;
+    bool ended;
+
+    t_count_init(&started);
+    t_gate_init(&first);
+    t_gate_init(&stuck);
+    t_count_init(&w.done);
+    ck_assert(crew_create(&pool, &o) == 0);
+    t_blocker_t b1 = { &started, &first }, b2 = { &started, &stuck };
+
+    /* Queue the tasks behind a blocker, so the worker runs them in one go. */
+    ck_assert(crew_submit(pool, t_blocker_fn, &b1) == 0);
+    ck_assert(t_count_wait(&started, 1, T_WATCH));
+    for (int i = 0; i < 20; i++)
+        ck_assert(crew_submit(pool, t_inc_fn, &quick) == 0);
+    ck_assert(crew_spawn(pool, t_blocker_fn, &b2, &to, &s) == 0);
+    t_gate_open(&first);
+    ck_assert_msg(t_count_wait(&started, 2, T_WATCH),
+                  "the task meant to get stuck never started");
+    ck_assert_int_eq(wait_task(s, T_WATCH, NULL), CREW_ETIMEDOUT);
+    ck_assert_int_eq(atomic_load(&quick), 20);
+
+    w.pool = pool;
+    w.shutdown = shutdown;
+    ck_assert(pthread_create(&th, NULL, waiter_main, &w) == 0);
+    ended = t_count_wait(&w.done, 1, T_WATCH);
+    t_gate_open(&stuck); /* unstick it either way, then judge */
+    pthread_join(th, NULL);
+    ck_assert_msg(ended, "%s waited for the stuck worker",
+                  shutdown ? "crew_shutdown()" : "crew_wait()");
+    ck_assert_int_eq(w.rc, 0);
+
+    crew_task_release(s);
+    ck_assert_int_eq(crew_free(pool), 0);
+    t_count_destroy(&w.done);
+    t_gate_destroy(&stuck);
+    t_gate_destroy(&first);
+    t_count_destroy(&started);
+}
+
+START_TEST(policy__wait_ends_while_worker_that_ran_tasks_is_stuck)
+{
+    wait_while_stuck(false);
+}
+END_TEST
+
+START_TEST(policy__shutdown_ends_while_worker_that_ran_tasks_is_stuck)
+{
+    wait_while_stuck(true);
+}
+END_TEST
+
 /* --- Timeouts ---------------------------------------------------------- */
 
 START_TEST(policy__queued_task_past_deadline_never_runs)
@@ -1436,6 +1524,9 @@ int main(void)
     Suite *s = suite_create("policy");
 
     crew_add_test(s, policy__c2_timeout_spares_quick_tasks);
+    crew_add_test(s, policy__wait_ends_while_worker_that_ran_tasks_is_stuck);
+    crew_add_test(s,
+                  policy__shutdown_ends_while_worker_that_ran_tasks_is_stuck);
     crew_add_test(s, policy__queued_task_past_deadline_never_runs);
     crew_add_test(s, policy__late_result_goes_to_free_result_once);
     crew_add_test(s, policy__ctx_deadline_and_timed_out);
