@@ -403,6 +403,22 @@ static void *waiter_main(void *arg)
     return NULL;
 }
 
+/* A blocker that also counts its return, which a shutdown that left it
+ * behind does not wait for. */
+typedef struct stuck {
+    t_blocker_t b;
+    t_count_t returned;
+} stuck_t;
+
+static int stuck_fn(crew_ctx_t *ctx, void *arg, void **result)
+{
+    stuck_t *st = arg;
+    int rc = t_blocker_fn(ctx, &st->b, result);
+
+    t_count_add(&st->returned, 1);
+    return rc;
+}
+
 /*
  * One worker runs plain tasks back to back, then gets stuck in a task
  * that times out.  crew_wait() (or a draining shutdown) ends once that
@@ -428,14 +444,16 @@ static void wait_while_stuck(bool shutdown)
     t_gate_init(&stuck);
     t_count_init(&w.done);
     ck_assert(crew_create(&pool, &o) == 0);
-    t_blocker_t b1 = { &started, &first }, b2 = { &started, &stuck };
+    t_blocker_t b1 = { &started, &first };
+    stuck_t b2 = { .b = { &started, &stuck } };
+    t_count_init(&b2.returned);
 
     /* Queue the tasks behind a blocker, so the worker runs them in one go. */
     ck_assert(crew_submit(pool, t_blocker_fn, &b1) == 0);
     ck_assert(t_count_wait(&started, 1, T_WATCH));
     for (int i = 0; i < 20; i++)
         ck_assert(crew_submit(pool, t_inc_fn, &quick) == 0);
-    ck_assert(crew_spawn(pool, t_blocker_fn, &b2, &to, &s) == 0);
+    ck_assert(crew_spawn(pool, stuck_fn, &b2, &to, &s) == 0);
     t_gate_open(&first);
     ck_assert_msg(t_count_wait(&started, 2, T_WATCH),
                   "the task meant to get stuck never started");
@@ -454,6 +472,9 @@ static void wait_while_stuck(bool shutdown)
 
     crew_task_release(s);
     ck_assert_int_eq(crew_free(pool), 0);
+    /* Left behind by the shutdown: it may still be on its way out. */
+    ck_assert(t_count_wait(&b2.returned, 1, T_WATCH));
+    t_count_destroy(&b2.returned);
     t_count_destroy(&w.done);
     t_gate_destroy(&stuck);
     t_gate_destroy(&first);
