@@ -1394,9 +1394,7 @@ static void go_out_locked(crew_t *pool, struct crew__sched *s, bool spare)
     pool->overtime++;
     /* Relaxed: live changes only under pool->lock (see worker.c). */
     atomic_fetch_sub_explicit(&pool->live, 1, memory_order_relaxed);
-    if (spare &&
-        crew__queued_hint(pool) >
-            pool->sleepers - pool->tokens &&
+    if (spare && crew__queued_hint(pool) > pool->sleepers - pool->tokens &&
         atomic_load_explicit(&pool->state, memory_order_relaxed) !=
             CREW__STOPPED)
         (void)crew__spawn_locked(pool);
@@ -1598,10 +1596,7 @@ static bool admit(struct crew__sched *s)
 
         /* Relaxed peek: no place is taken (and shown in crew_stats) just
          * to look into an empty queue. */
-        if (s->out ||
-            crew__queued_hint(s->pool) ==
-                0 ||
-            !place_take(s))
+        if (s->out || crew__queued_hint(s->pool) == 0 || !place_take(s))
             break;
         t = crew__take(s->pool);
         if (t == NULL || (f = fiber_get(s)) == NULL) {

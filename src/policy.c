@@ -529,8 +529,7 @@ static void mark_overtime(crew_t *pool, struct crew_task *f)
                                                    memory_order_relaxed);
         /* A replacement for queued work nobody sleeps for, within the
          * bound (crew__spawn_locked checks it). */
-        if (crew__queued_hint(pool) +
-                    crew__deques_held(pool) >
+        if (crew__queued_hint(pool) + crew__deques_held(pool) >
                 pool->sleepers - pool->tokens &&
             atomic_load_explicit(&pool->state, memory_order_relaxed) !=
                 CREW__STOPPED)

@@ -562,8 +562,7 @@ int crew_resize(crew_t *pool, unsigned min_workers, unsigned max_workers)
         rc = 0;
     while (atomic_load_explicit(&pool->live, memory_order_relaxed) <
                max_workers &&
-           crew__queued_hint(pool) +
-                   crew__deques_held(pool) >
+           crew__queued_hint(pool) + crew__deques_held(pool) >
                pool->sleepers - pool->tokens) {
         if (crew__spawn_locked(pool) != 0)
             break;

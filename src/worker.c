@@ -255,8 +255,7 @@ static void retire_locked(crew_t *pool, bool had_token)
      * count: the workers that stay take it.
      */
     atomic_fetch_sub_explicit(&pool->live, 1, memory_order_seq_cst);
-    if ((crew__queued(pool) > 0 ||
-         crew__deques_busy(pool)) &&
+    if ((crew__queued(pool) > 0 || crew__deques_busy(pool)) &&
         pool->sleepers == pool->tokens &&
         atomic_load_explicit(&pool->state, memory_order_relaxed) ==
             CREW__RUNNING_STATE &&
@@ -466,8 +465,7 @@ static void worker_exit_early(void *arg)
         w->overtime = false;
         pool->overtime--;
     }
-    if (crew__queued_hint(pool) +
-                crew__deques_held(pool) >
+    if (crew__queued_hint(pool) + crew__deques_held(pool) >
             pool->sleepers - pool->tokens &&
         atomic_load_explicit(&pool->state, memory_order_relaxed) !=
             CREW__STOPPED)
@@ -503,9 +501,7 @@ static bool spin_for_work(crew_t *pool)
         for (int k = 0; k < 32; k++)
             crew__cpu_relax();
         /* Relaxed: a hint; the take that follows synchronises. */
-        found = crew__queued_hint(pool) >
-                    0 ||
-                crew__deques_busy(pool);
+        found = crew__queued_hint(pool) > 0 || crew__deques_busy(pool);
         if (!found && (i & 7) == 7)
             sched_yield();
     }
@@ -778,8 +774,7 @@ void crew__lend(struct crew__lend *l)
     /* seq_cst, with the load of queued: as in retire_locked(), a task
      * submitted meanwhile is either seen here or sees us gone. */
     atomic_fetch_sub_explicit(&pool->live, 1, memory_order_seq_cst);
-    if (crew__queued(pool) +
-            crew__deques_held(pool) >
+    if (crew__queued(pool) + crew__deques_held(pool) >
         pool->sleepers - pool->tokens)
         (void)crew__spawn_locked(pool);
     update_shown_locked(pool);
