@@ -15,7 +15,7 @@
 #include <stdlib.h>
 
 enum crew_fault_kind {
-    CREW_FAULT_ALLOC = 0,      /* malloc, calloc, posix_memalign */
+    CREW_FAULT_ALLOC = 0,      /* malloc, calloc, posix_memalign, mmap */
     CREW_FAULT_THREAD = 1,     /* pthread_create */
     CREW_FAULT_KINDS
 };
