@@ -381,10 +381,13 @@ static int queue_attempt(crew_t *pool, struct crew_task *f, unsigned k,
 /*
  * Attempt k has ended (failed or timed out) and the phase was moved to
  * (k + 1, WAIT) by this thread: schedule the next attempt after the
- * backoff.  If even that fails (no memory), report the last error.
+ * backoff, and give its result (NULL for a timeout) to free_result.  But
+ * if a cancel request came in since want_retry(), end the task with this
+ * attempt's outcome, its result included, as if it had not been allowed
+ * a retry.  If the retry cannot be armed (no memory), report the error.
  */
 static void schedule_retry(crew_t *pool, struct crew_task *f, unsigned k,
-                           int err, bool on_worker)
+                           int err, void *result, bool on_worker)
 {
     int64_t wait = backoff_ns(pool, f, k);
 
@@ -400,6 +403,9 @@ static void schedule_retry(crew_t *pool, struct crew_task *f, unsigned k,
      * after a cancel request (one that said CREW_EBUSY included).
      */
     if (!atomic_load_explicit(&f->cancel_requested, memory_order_seq_cst)) {
+        if (result != NULL && f->free_result != NULL)
+            f->free_result(result);
+        result = NULL;
         /* Relaxed: see want_retry(). */
         atomic_fetch_sub_explicit(&f->retries_left, 1, memory_order_relaxed);
         atomic_fetch_add_explicit(&pool->n_retries, 1, memory_order_relaxed);
@@ -420,9 +426,16 @@ static void schedule_retry(crew_t *pool, struct crew_task *f, unsigned k,
 
         if (atomic_compare_exchange_strong_explicit(
                 &f->phase, &p, PHASE(k + 1, CREW__PH_FINAL),
-                memory_order_acq_rel, memory_order_acquire))
-            finish(pool, f, err, NULL, on_worker);
+                memory_order_acq_rel, memory_order_acquire)) {
+            finish(pool, f, err, result, on_worker);
+            return;
+        }
     }
+    /* A canceller ended it (CREW_ECANCELED, no result).  If that was
+     * after our look at its request, no retry was counted: none was
+     * scheduled. */
+    if (result != NULL && f->free_result != NULL)
+        f->free_result(result);
 }
 
 int crew__policy_start(crew_t *pool, struct crew_task *f, bool holds_slot,
@@ -688,12 +701,14 @@ void crew__run_proxy(crew_t *pool, struct crew__rec *proxy,
                 memory_order_acq_rel, memory_order_acquire)) {
             uncount(pool, f);
             timer_del(pool, f);
-            if (late)
+            if (late) {
                 atomic_fetch_add_explicit(&pool->n_timed_out, 1,
                                           memory_order_relaxed);
-            if (result != NULL && f->free_result != NULL)
-                f->free_result(result);
-            schedule_retry(pool, f, k, err, true);
+                if (result != NULL && f->free_result != NULL)
+                    f->free_result(result);
+                result = NULL;
+            }
+            schedule_retry(pool, f, k, err, result, true);
             goto drop;
         }
     } else if (atomic_compare_exchange_strong_explicit(
@@ -760,7 +775,7 @@ static void expire(crew_t *pool, struct crew_task *f, unsigned k)
                 mark_overtime(pool, f);
             }
             if (retry)
-                schedule_retry(pool, f, k, CREW_ETIMEDOUT, false);
+                schedule_retry(pool, f, k, CREW_ETIMEDOUT, NULL, false);
             else
                 finish(pool, f, CREW_ETIMEDOUT, NULL, false);
             return;

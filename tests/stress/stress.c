@@ -2580,8 +2580,10 @@ static struct tally scan_recs(struct pstate *ps, const char *op)
          * ran and each one that ran late timed out. */
         if (k > 1)
             t.retries_min += (unsigned long long)(k - 1);
-        if (out == CREW_ECANCELED && k >= 1)
-            t.retries_min++; /* cancelled while waiting for it */
+        /* A task cancelled while a retry waited (out CREW_ECANCELED, k >= 1)
+         * counts that retry only if the cancel came after the retry was
+         * scheduled: with the request in between (schedule_retry() in
+         * policy.c) none was, so no lower bound for it. */
         t.retries_max += r->retries;
         t.tmo_min += (unsigned long long)(late + skipped);
         if (out == CREW_ETIMEDOUT && (k == 0 || !att_late(&r->att[k])))

@@ -1183,6 +1183,69 @@ START_TEST(policy__no_retry_after_cancel_request_while_running)
 }
 END_TEST
 
+/*
+ * A cancel request that comes after the retry was decided on (here from
+ * retry_if itself, the last look before the retry) ends the task with the
+ * failed attempt's outcome, its result included, as a request that comes
+ * before it does (found by the stress harness: the result had gone to
+ * free_result already, and the future gave NULL).
+ */
+typedef struct cancel_in_retry_if {
+    t_gate_t go; /* the attempt starts once `task` is set */
+    crew_task_t *_Atomic task;
+    atomic_int cancel_rc;
+} cancel_in_retry_if_t;
+
+static char cir_token;
+
+static int cir_fn(crew_ctx_t *ctx, void *arg, void **result)
+{
+    cancel_in_retry_if_t *c = arg;
+
+    (void)ctx;
+    if (!t_gate_pass(&c->go))
+        return 1;
+    *result = &cir_token;
+    return 42;
+}
+
+static bool cir_retry_if(int err, void *user)
+{
+    cancel_in_retry_if_t *c = user;
+
+    (void)err;
+    atomic_store(&c->cancel_rc, crew_task_cancel(atomic_load(&c->task)));
+    return true;
+}
+
+START_TEST(policy__cancel_after_retry_decided_keeps_result)
+{
+    crew_t *pool = make_pool(2, 0);
+    cancel_in_retry_if_t c = { 0 };
+    crew_task_opts_t o = { .retries = 3,
+                           .retry_if = cir_retry_if,
+                           .user = &c,
+                           .free_result = count_free };
+    crew_task_t *t = NULL;
+    void *r = NULL;
+
+    reset_freed();
+    t_gate_init(&c.go);
+    ck_assert(crew_spawn(pool, cir_fn, &c, &o, &t) == 0);
+    atomic_store(&c.task, t);
+    t_gate_open(&c.go);
+    ck_assert_int_eq(wait_task(t, T_WATCH, &r), 42);
+    ck_assert_int_eq(atomic_load(&c.cancel_rc), CREW_EBUSY);
+    ck_assert_ptr_eq(r, &cir_token);
+    ck_assert_int_eq(crew_wait(pool), 0);
+    ck_assert_uint_eq(t_stats(pool).retries, 0);
+    crew_task_release(t);
+    ck_assert_int_eq(crew_free(pool), 0);
+    ck_assert_int_eq(t_count_get(&g_freed), 0);
+    t_gate_destroy(&c.go);
+}
+END_TEST
+
 /* --- Backoff ----------------------------------------------------------- */
 
 /* Run a task failing `fails` times with these backoff settings; check
@@ -1563,6 +1626,7 @@ int main(void)
     crew_add_test(s, policy__retry_after_timeout);
     crew_add_test(s, policy__cancel_during_backoff_stops_retries);
     crew_add_test(s, policy__no_retry_after_cancel_request_while_running);
+    crew_add_test(s, policy__cancel_after_retry_decided_keeps_result);
     crew_add_test(s, policy__backoff_fixed_waits_base);
     crew_add_test(s, policy__backoff_exponential_doubles_to_cap);
     crew_add_test(s, policy__backoff_jitter_stays_above_floor);
