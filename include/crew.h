@@ -340,14 +340,14 @@ CREW_API crew_t *crew_new(const crew_opts_t *opts);
  * pool (a task or a callback) with the queue full, it does not block,
  * since that could wait for itself: it runs the task at once on the
  * calling thread instead ("caller runs").  With opts.inline_after set
- * (thread mode), a task's submit into its own pool also runs the new task
- * at once, when the calling worker already holds that many tasks of its
- * own queued (for fine-grained divide and conquer, as OpenMP runs a task
- * undeferred): the work is then done in the caller's order, so a task
- * must not submit a task that waits for something its submitter does
- * after the call.  Runs nest at most 32 deep; deeper ones are queued.
- * Returns 0 once the task is
- * accepted, or CREW_EINVAL (NULL pool or fn), CREW_ESHUTDOWN (after
+ * (thread mode), a task's submit into its own pool (not a callback's)
+ * also runs the new task at once, when the calling worker already holds
+ * that many tasks of its own queued (for fine-grained divide and conquer,
+ * as OpenMP runs a task undeferred): the work is then done in the
+ * caller's order, so a task must not submit a task that waits for
+ * something its submitter does after the call.  Runs nest at most 32
+ * deep; deeper ones are queued.  Returns 0 once the task is accepted,
+ * or CREW_EINVAL (NULL pool or fn), CREW_ESHUTDOWN (after
  * crew_shutdown(), including for submitters blocked when it was called),
  * CREW_ENOMEM or CREW_ETHREAD (no worker could be started for it).
  */

@@ -1177,7 +1177,10 @@ static _Thread_local unsigned inline_depth;
 
 static bool inline_wanted(const crew_t *pool, const struct crew__worker *w)
 {
+    /* Only from a task (crew__running): a callback on a worker is none,
+     * and a task run in it would be counted nowhere as running. */
     return pool->opts.inline_after != 0 && inline_depth < INLINE_DEPTH_MAX &&
+           crew__running != NULL &&
            atomic_load_explicit(&w->deq->bottom, memory_order_relaxed) -
                    atomic_load_explicit(&w->deq->top, memory_order_relaxed) >=
                (int64_t)pool->opts.inline_after;

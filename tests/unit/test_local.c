@@ -627,6 +627,76 @@ static int inl_link_fn(crew_ctx_t *ctx, void *arg, void **result)
     return rc;
 }
 
+/*
+ * A callback on a worker is no task: a submit from it is queued even when
+ * inline_after would run it in a task's submit (found by the stress
+ * harness: run there, the new task was counted nowhere as running, and
+ * crew_stats from inside it said running 0).
+ */
+static char cb_parent_tag;
+static crew_t *_Atomic cb_pool;
+static _Thread_local bool in_callback;
+static atomic_int cb_child_inside, cb_child_running;
+
+static int cb_child_fn(crew_ctx_t *ctx, void *arg, void **result)
+{
+    crew_stats_t st;
+
+    (void)arg;
+    (void)result;
+    crew_stats(crew_ctx_pool(ctx), &st);
+    atomic_store(&cb_child_inside, in_callback ? 1 : 0);
+    atomic_store(&cb_child_running, (int)st.running);
+    atomic_fetch_add(&ran, 1);
+    return 0;
+}
+
+static void cb_submits(void *arg, void *result, void *user)
+{
+    (void)result;
+    (void)user;
+    if (arg != &cb_parent_tag)
+        return;
+    in_callback = true;
+    if (crew_submit(atomic_load(&cb_pool), cb_child_fn, NULL) != 0)
+        atomic_store(&cb_child_inside, -1);
+    in_callback = false;
+}
+
+/* Leaves a task of its own queued, so that the callback's submit would
+ * run in the call if callbacks could. */
+static int cb_parent_fn(crew_ctx_t *ctx, void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    return crew_submit(crew_ctx_pool(ctx), count_fn, NULL) != 0;
+}
+
+START_TEST(local__inline_never_runs_in_a_callback)
+{
+    crew_opts_t o = { .min_workers = 2,
+                      .max_workers = 2,
+                      .prespawn = true,
+                      .inline_after = 1,
+                      .on_result = cb_submits };
+    crew_t *pool = NULL;
+    t_blocker_t b;
+    t_count_t started;
+    t_gate_t gate;
+
+    atomic_store(&ran, 0);
+    atomic_store(&cb_child_inside, 0);
+    atomic_store(&cb_child_running, 0);
+    ck_assert_int_eq(crew_create(&pool, &o), 0);
+    atomic_store(&cb_pool, pool);
+    hold_other_worker(pool, &b, &started, &gate);
+    ck_assert_int_eq(crew_submit(pool, cb_parent_fn, &cb_parent_tag), 0);
+    (void)inline_pool_free(pool, &started, &gate, 2);
+    ck_assert_int_eq(atomic_load(&cb_child_inside), 0);
+    ck_assert_int_ge(atomic_load(&cb_child_running), 1);
+}
+END_TEST
+
 START_TEST(local__inline_runs_nest_at_most_32_deep)
 {
     t_blocker_t b;
@@ -665,5 +735,6 @@ int main(void)
     crew_add_test(s, local__wait_covers_an_outside_cancels_report);
     crew_add_test(s, local__inline_after_runs_a_task_in_its_submit);
     crew_add_test(s, local__inline_runs_nest_at_most_32_deep);
+    crew_add_test(s, local__inline_never_runs_in_a_callback);
     return crew_run_suite(s);
 }
