@@ -988,6 +988,12 @@ static void run_taken(crew_t *pool, struct crew__rec *t, unsigned worker_id,
     if (t->flags & CREW__F_PROXY) {
         struct crew__rec *outer_proxy = crew__proxy;
 
+        /* A proxy keeps its own count, which its deadline may end while
+         * the attempt is stuck: a thief's count must go now, or it would
+         * hold crew_wait() and shutdown until the attempt returns (a
+         * tester found them hanging). */
+        if (held)
+            crew__uncount(pool);
         /* Known to a cleanup if the thread ends inside (pthread_exit),
          * with the ones it runs nested in. */
         ((struct crew__attempt *)t)->outer_run =
@@ -996,8 +1002,6 @@ static void run_taken(crew_t *pool, struct crew__rec *t, unsigned worker_id,
         crew__run_proxy(pool, t, worker_id);
         crew__proxy = outer_proxy;
         free(t);
-        if (held)
-            crew__uncount(pool);    /* a proxy keeps its own count */
         return;
     }
     if (atomic_load_explicit(&pool->state, memory_order_relaxed) >=

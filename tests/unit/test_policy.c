@@ -493,6 +493,81 @@ START_TEST(policy__shutdown_ends_while_worker_that_ran_tasks_is_stuck)
 }
 END_TEST
 
+/*
+ * Tasks with a deadline that get stuck, behind a backlog of tiny tasks: a
+ * worker taking from the backlog moves a batch to its own queue, the
+ * other worker may steal a stuck task from there, and the thief's count
+ * must not outlive the deadline.  crew_wait() (or a draining shutdown)
+ * ends once the stuck tasks are reported, while they are still stuck
+ * (found by a tester: it hung in most runs).
+ */
+static void stolen_stuck(bool shutdown)
+{
+    crew_opts_t o = { .min_workers = 2, .max_workers = 2, .prespawn = true };
+    crew_t *pool = NULL;
+    t_count_t started, held_started;
+    t_gate_t gate, hold;
+    stuck_t st = { .b = { &started, &gate } };
+    t_blocker_t holder = { &held_started, &hold };
+    crew_task_opts_t to = { .timeout_ns = T_RUN };
+    atomic_long quick = 0;
+    waiter_t w = { 0 };
+    pthread_t th;
+    bool ended;
+
+    t_count_init(&started);
+    t_count_init(&held_started);
+    t_gate_init(&gate);
+    t_gate_init(&hold);
+    t_count_init(&st.returned);
+    t_count_init(&w.done);
+    ck_assert(crew_create(&pool, &o) == 0);
+    /* Both workers held while the queue fills, so that the first take
+     * moves a batch, stuck tasks included, to a worker's own queue, and
+     * the other worker steals from there once the rest is done. */
+    ck_assert(crew_submit(pool, t_blocker_fn, &holder) == 0);
+    ck_assert(crew_submit(pool, t_blocker_fn, &holder) == 0);
+    ck_assert(t_count_wait(&held_started, 2, T_WATCH));
+    for (int k = 0; k < 3; k++)
+        ck_assert(crew_spawn(pool, stuck_fn, &st, &to, NULL) == 0);
+    for (int i = 0; i < 2000; i++)
+        ck_assert(crew_submit(pool, t_inc_fn, &quick) == 0);
+    t_gate_open(&hold);
+
+    w.pool = pool;
+    w.shutdown = shutdown;
+    ck_assert(pthread_create(&th, NULL, waiter_main, &w) == 0);
+    ended = t_count_wait(&w.done, 1, T_WATCH);
+    t_gate_open(&gate); /* unstick them either way, then judge */
+    pthread_join(th, NULL);
+    ck_assert_msg(ended, "%s waited for stuck tasks already reported",
+                  shutdown ? "crew_shutdown()" : "crew_wait()");
+    ck_assert_int_eq(w.rc, 0);
+    ck_assert_int_eq(atomic_load(&quick), 2000);
+    ck_assert_uint_eq(t_stats(pool).failed, 3);
+    ck_assert_int_eq(crew_free(pool), 0);
+    /* Those that started may still be on their way out. */
+    ck_assert(t_count_wait(&st.returned, t_count_get(&started), T_WATCH));
+    t_count_destroy(&w.done);
+    t_count_destroy(&st.returned);
+    t_gate_destroy(&hold);
+    t_gate_destroy(&gate);
+    t_count_destroy(&held_started);
+    t_count_destroy(&started);
+}
+
+START_TEST(policy__wait_ends_after_stolen_task_times_out)
+{
+    stolen_stuck(false);
+}
+END_TEST
+
+START_TEST(policy__shutdown_ends_after_stolen_task_times_out)
+{
+    stolen_stuck(true);
+}
+END_TEST
+
 /* --- Timeouts ---------------------------------------------------------- */
 
 START_TEST(policy__queued_task_past_deadline_never_runs)
@@ -1611,6 +1686,8 @@ int main(void)
     crew_add_test(s, policy__wait_ends_while_worker_that_ran_tasks_is_stuck);
     crew_add_test(s,
                   policy__shutdown_ends_while_worker_that_ran_tasks_is_stuck);
+    crew_add_test(s, policy__wait_ends_after_stolen_task_times_out);
+    crew_add_test(s, policy__shutdown_ends_after_stolen_task_times_out);
     crew_add_test(s, policy__queued_task_past_deadline_never_runs);
     crew_add_test(s, policy__late_result_goes_to_free_result_once);
     crew_add_test(s, policy__ctx_deadline_and_timed_out);
