@@ -524,8 +524,9 @@ CREW_API bool crew_ctx_cancelled(const crew_ctx_t *ctx);
 
 /*
  * Create a group of tasks in `pool`; `opts` may be NULL.  Tasks join it
- * through crew_task_opts_t.group when spawned.  Returns 0, CREW_EINVAL or
- * CREW_ENOMEM.  Groups may be created and used from inside tasks.
+ * through crew_task_opts_t.group when spawned.  Returns 0, CREW_EINVAL
+ * (NULL pool or group, a negative progress_interval_ns) or CREW_ENOMEM.
+ * Groups may be created and used from inside tasks.
  */
 CREW_API int crew_group_create(crew_t *pool, const crew_group_opts_t *opts,
                                crew_group_t **group);
