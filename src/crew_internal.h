@@ -276,6 +276,12 @@ struct crew__worker {
                                   workers (and n_local) is what deques hold */
     _Atomic size_t fin_owed;   /* tasks it finished whose drop of
                                   `outstanding` is still owed (task.c) */
+    pthread_cond_t hot_cv;     /* thread mode: it sleeps on this instead
+                                  of work_cv while it is on pool->hot */
+    struct crew__worker *hot_next; /* under pool->lock: the pool->hot list */
+    bool hot;                  /* under pool->lock: on that list */
+    _Atomic unsigned hot_signals; /* wakers about to signal hot_cv after
+                                  dropping the lock (worker.c) */
     bool lent;                 /* under pool->lock: blocked in a wait
                                   inside a task, its place lent (see
                                   crew__lend), not counted in live */
@@ -386,6 +392,9 @@ struct crew {
     pthread_cond_t done_cv;    /* crew_wait(), shutdown, resize */
     unsigned sleepers;         /* workers waiting on work_cv */
     unsigned tokens;           /* wake-ups handed out, not yet taken */
+    struct crew__worker *hot;  /* the newest sleepers, newest first,
+                                  each on its own hot_cv (worker.c) */
+    unsigned nhot;             /* how many (at most HOT_MAX) */
     unsigned min_workers;
     unsigned max_shown;        /* max reported by crew_stats() */
     unsigned peak;
@@ -695,6 +704,8 @@ bool crew__help_one(crew_t *pool);
 #define CREW__HELP_DEPTH 8
 extern _Thread_local unsigned crew__help_depth;
 int crew__wake_for_work(crew_t *pool);
+void crew__wake_all_locked(crew_t *pool);
+void crew__worker_free(struct crew__worker *w);
 void crew__pass_on(crew_t *pool);
 void crew__unqueue(crew_t *pool, struct crew__rec *t);
 int crew__cond_init(pthread_cond_t *cv);

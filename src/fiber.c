@@ -796,7 +796,7 @@ void crew__fiber_deliver(struct crew__fiber *woken)
         if (atomic_load_explicit(&pool->sched_sleepers,
                                  memory_order_seq_cst) > 0) {
             pthread_mutex_lock(&pool->lock);
-            pthread_cond_broadcast(&pool->work_cv);
+            crew__wake_all_locked(pool);
             pthread_mutex_unlock(&pool->lock);
         }
         crew__pool_unref(pool);
@@ -1401,7 +1401,7 @@ static void go_out_locked(crew_t *pool, struct crew__sched *s, bool spare)
     /* Shutdown waits for live to drop; threads that are out look for
      * room again (sleep_out). */
     pthread_cond_broadcast(&pool->done_cv);
-    pthread_cond_broadcast(&pool->work_cv);
+    crew__wake_all_locked(pool);
 }
 
 /* Is there room for an out thread to count itself in again?  Not once
@@ -1529,7 +1529,7 @@ static void sleep_out(struct crew__sched *s)
                                               &ts);
 
         if (pool->tokens > 0)
-            pthread_cond_broadcast(&pool->work_cv);
+            crew__wake_all_locked(pool);
         if (rc == ETIMEDOUT)
             break;
     }

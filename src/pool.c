@@ -202,7 +202,7 @@ static void join_all_locked(crew_t *pool)
 
         list = w->next;
         pthread_join(w->tid, NULL);
-        free(w);
+        crew__worker_free(w);
     }
     pthread_mutex_lock(&pool->lock);
     pool->joiners--;
@@ -267,7 +267,7 @@ static int stop(crew_t *pool, int how)
         atomic_store_explicit(&pool->state, CREW__DRAINING,
                               memory_order_seq_cst);
     pthread_cond_broadcast(&pool->space_cv);
-    pthread_cond_broadcast(&pool->work_cv);
+    crew__wake_all_locked(pool);
     pthread_mutex_unlock(&pool->lock);
 
     if (how == CREW_SHUTDOWN_NOW) {
@@ -285,7 +285,7 @@ static int stop(crew_t *pool, int how)
         pthread_cond_wait(&pool->done_cv, &pool->lock);
     atomic_fetch_sub_explicit(&pool->wait_waiters, 1, memory_order_relaxed);
     atomic_store_explicit(&pool->state, CREW__STOPPED, memory_order_seq_cst);
-    pthread_cond_broadcast(&pool->work_cv);
+    crew__wake_all_locked(pool);
     pthread_mutex_unlock(&pool->lock);
     /* Nothing is outstanding, so the timer holds no entry that matters. */
     crew__timer_stop(pool);
@@ -526,7 +526,7 @@ int crew_resize(crew_t *pool, unsigned min_workers, unsigned max_workers)
          */
         atomic_store_explicit(&pool->fiber_max, max_workers,
                               memory_order_relaxed);
-        pthread_cond_broadcast(&pool->work_cv);
+        crew__wake_all_locked(pool);
         if (!crew__inside(pool)) {
             atomic_fetch_add_explicit(&pool->resize_waiters, 1,
                                       memory_order_seq_cst);
@@ -573,7 +573,7 @@ int crew_resize(crew_t *pool, unsigned min_workers, unsigned max_workers)
     /* Sleepers re-check the bounds; blocked submitters re-check room;
      * an earlier resize waiting for a shrink re-checks against the new
      * target, which may already hold. */
-    pthread_cond_broadcast(&pool->work_cv);
+    crew__wake_all_locked(pool);
     pthread_cond_broadcast(&pool->space_cv);
     pthread_cond_broadcast(&pool->done_cv);
     /* Shrink: wait for busy workers to finish and retire, unless we are

@@ -154,7 +154,7 @@ static void wake_done(crew_t *pool)
             CREW__RUNNING_STATE) {
         pthread_mutex_lock(&pool->lock);
         pthread_cond_broadcast(&pool->done_cv);
-        pthread_cond_broadcast(&pool->work_cv);
+        crew__wake_all_locked(pool);
         pthread_mutex_unlock(&pool->lock);
     }
 }
@@ -203,7 +203,7 @@ static void drain_list_locked(crew_t *pool, struct crew__worker *w)
                                                 memory_order_seq_cst) == n) {
             /* As wake_done, with the lock already held. */
             pthread_cond_broadcast(&pool->done_cv);
-            pthread_cond_broadcast(&pool->work_cv);
+            crew__wake_all_locked(pool);
         }
     }
 }
@@ -303,7 +303,7 @@ void crew__finish_one_locked(crew_t *pool)
     }
     if (last) {
         pthread_cond_broadcast(&pool->done_cv);
-        pthread_cond_broadcast(&pool->work_cv);
+        crew__wake_all_locked(pool);
     }
     pthread_mutex_unlock(&pool->lock);
 }
