@@ -403,6 +403,24 @@ static void *waiter_main(void *arg)
     return NULL;
 }
 
+/* Run w (crew_wait or a draining shutdown) on a thread of its own; give
+ * it T_WATCH to return while tasks are stuck on `gate`, then open the
+ * gate either way and join it.  True if it returned in time, rc 0. */
+static bool waits_while_stuck(waiter_t *w, crew_t *pool, bool shutdown,
+                              t_gate_t *gate)
+{
+    pthread_t th;
+    bool ended;
+
+    w->pool = pool;
+    w->shutdown = shutdown;
+    ck_assert(pthread_create(&th, NULL, waiter_main, w) == 0);
+    ended = t_count_wait(&w->done, 1, T_WATCH);
+    t_gate_open(gate);
+    pthread_join(th, NULL);
+    return ended && w->rc == 0;
+}
+
 /* A blocker that also counts its return, which a shutdown that left it
  * behind does not wait for. */
 typedef struct stuck {
@@ -436,8 +454,6 @@ static void wait_while_stuck(bool shutdown)
     crew_task_opts_t to = { .timeout_ns = T_RUN };
     crew_task_t *s = NULL;
     waiter_t w = { 0 };
-    pthread_t th;
-    bool ended;
 
     t_count_init(&started);
     t_gate_init(&first);
@@ -460,15 +476,9 @@ static void wait_while_stuck(bool shutdown)
     ck_assert_int_eq(wait_task(s, T_WATCH, NULL), CREW_ETIMEDOUT);
     ck_assert_int_eq(atomic_load(&quick), 20);
 
-    w.pool = pool;
-    w.shutdown = shutdown;
-    ck_assert(pthread_create(&th, NULL, waiter_main, &w) == 0);
-    ended = t_count_wait(&w.done, 1, T_WATCH);
-    t_gate_open(&stuck); /* unstick it either way, then judge */
-    pthread_join(th, NULL);
-    ck_assert_msg(ended, "%s waited for the stuck worker",
+    ck_assert_msg(waits_while_stuck(&w, pool, shutdown, &stuck),
+                  "%s waited for the stuck worker",
                   shutdown ? "crew_shutdown()" : "crew_wait()");
-    ck_assert_int_eq(w.rc, 0);
 
     crew_task_release(s);
     ck_assert_int_eq(crew_free(pool), 0);
@@ -512,8 +522,6 @@ static void stolen_stuck(bool shutdown)
     crew_task_opts_t to = { .timeout_ns = T_RUN };
     atomic_long quick = 0;
     waiter_t w = { 0 };
-    pthread_t th;
-    bool ended;
 
     t_count_init(&started);
     t_count_init(&held_started);
@@ -534,15 +542,9 @@ static void stolen_stuck(bool shutdown)
         ck_assert(crew_submit(pool, t_inc_fn, &quick) == 0);
     t_gate_open(&hold);
 
-    w.pool = pool;
-    w.shutdown = shutdown;
-    ck_assert(pthread_create(&th, NULL, waiter_main, &w) == 0);
-    ended = t_count_wait(&w.done, 1, T_WATCH);
-    t_gate_open(&gate); /* unstick them either way, then judge */
-    pthread_join(th, NULL);
-    ck_assert_msg(ended, "%s waited for stuck tasks already reported",
+    ck_assert_msg(waits_while_stuck(&w, pool, shutdown, &gate),
+                  "%s waited for stuck tasks already reported",
                   shutdown ? "crew_shutdown()" : "crew_wait()");
-    ck_assert_int_eq(w.rc, 0);
     ck_assert_int_eq(atomic_load(&quick), 2000);
     ck_assert_uint_eq(t_stats(pool).failed, 3);
     ck_assert_int_eq(crew_free(pool), 0);
