@@ -387,10 +387,10 @@ struct crew {
     crew_lock_ops_t qops;      /* CREW_LOCK_CUSTOM */
 
     pthread_mutex_t lock;      /* guards everything below */
-    pthread_cond_t work_cv;    /* sleeping workers */
+    pthread_cond_t work_cv;    /* sleeping workers not on `hot` */
     pthread_cond_t space_cv;   /* submitters blocked on a full queue */
     pthread_cond_t done_cv;    /* crew_wait(), shutdown, resize */
-    unsigned sleepers;         /* workers waiting on work_cv */
+    unsigned sleepers;         /* threads asleep in crew__idle() */
     unsigned tokens;           /* wake-ups handed out, not yet taken */
     struct crew__worker *hot;  /* the newest sleepers, newest first,
                                   each on its own hot_cv (worker.c) */

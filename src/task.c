@@ -139,22 +139,22 @@ static int reserve(crew_t *pool, int64_t timeout_ns, int full_rc,
     return rc;
 }
 
-/*
- * One fewer task outstanding.  The last one out wakes crew_wait() callers
- * and, during shutdown, the workers waiting to exit.  The store-then-load
- * pairs with crew_wait()'s increment of wait_waiters and with
- * crew_shutdown()'s store of the state.
- */
 /* Nothing is outstanding: wake crew_wait() callers, and the workers
- * waiting to exit during shutdown. */
+ * waiting to exit during shutdown.  Call with pool->lock held. */
+static void wake_done_locked(crew_t *pool)
+{
+    pthread_cond_broadcast(&pool->done_cv);
+    crew__wake_all_locked(pool);
+}
+
+/* The same, if anyone waits or the pool is stopping. */
 static void wake_done(crew_t *pool)
 {
     if (atomic_load_explicit(&pool->wait_waiters, memory_order_seq_cst) > 0 ||
         atomic_load_explicit(&pool->state, memory_order_seq_cst) !=
             CREW__RUNNING_STATE) {
         pthread_mutex_lock(&pool->lock);
-        pthread_cond_broadcast(&pool->done_cv);
-        crew__wake_all_locked(pool);
+        wake_done_locked(pool);
         pthread_mutex_unlock(&pool->lock);
     }
 }
@@ -180,32 +180,29 @@ static void wake_done(crew_t *pool)
  */
 #define FIN_BATCH 64
 
-void crew__finish_pay(crew_t *pool, struct crew__worker *w)
+/* Pay what w owes; true if that brought outstanding to zero.  seq_cst:
+ * the store half of the last-task-out hand-off, as the drop in
+ * crew__finish_one (and, for a waiter, after its own store). */
+static bool pay_owed(crew_t *pool, struct crew__worker *w)
 {
-    /* seq_cst: the store half of the last-task-out hand-off, as the drop
-     * in crew__finish_one. */
     size_t n = atomic_exchange_explicit(&w->fin_owed, 0,
                                         memory_order_seq_cst);
 
-    if (n != 0 && atomic_fetch_sub_explicit(&pool->outstanding, n,
-                                            memory_order_seq_cst) == n)
+    return n != 0 && atomic_fetch_sub_explicit(&pool->outstanding, n,
+                                               memory_order_seq_cst) == n;
+}
+
+void crew__finish_pay(crew_t *pool, struct crew__worker *w)
+{
+    if (pay_owed(pool, w))
         wake_done(pool);
 }
 
 static void drain_list_locked(crew_t *pool, struct crew__worker *w)
 {
-    for (; w != NULL; w = w->next) {
-        /* seq_cst: after our store of wait_waiters or the state. */
-        size_t n = atomic_exchange_explicit(&w->fin_owed, 0,
-                                            memory_order_seq_cst);
-
-        if (n != 0 && atomic_fetch_sub_explicit(&pool->outstanding, n,
-                                                memory_order_seq_cst) == n) {
-            /* As wake_done, with the lock already held. */
-            pthread_cond_broadcast(&pool->done_cv);
-            crew__wake_all_locked(pool);
-        }
-    }
+    for (; w != NULL; w = w->next)
+        if (pay_owed(pool, w))
+            wake_done_locked(pool);
 }
 
 /* A waiter (crew_wait, shutdown) takes the drops workers owe.  Call with
@@ -216,6 +213,12 @@ void crew__finish_drain_locked(crew_t *pool)
     drain_list_locked(pool, pool->left_behind);
 }
 
+/*
+ * One fewer task outstanding.  The last one out wakes crew_wait() callers
+ * and, during shutdown, the workers waiting to exit.  The store-then-load
+ * pairs with crew_wait()'s increment of wait_waiters and with
+ * crew_shutdown()'s store of the state.
+ */
 void crew__finish_one(crew_t *pool)
 {
     bool prog = pool->opts.on_progress != NULL;

@@ -360,15 +360,6 @@ static void retire_locked(crew_t *pool, bool had_token)
 }
 
 /*
- * Sleep until there is work.  Returns true to go back to work, false when
- * this worker has retired (pool->live already lowered).  In fiber mode,
- * `until_ns` (CLOCK_MONOTONIC, 0: none) is when the thread's nearest
- * parked fiber is due, and `stay` says it has fibers and must not leave;
- * queued work counts only while the fiber budget has room; `inbox` is the
- * scheduler's list of fibers woken from other threads (NULL in thread
- * mode), and a fiber there ends the sleep.
- */
-/*
  * Should a worker between tasks (live workers: `live`) leave rather than
  * take more work?  When the pool is above its maximum (a shrink), and
  * when a lender waits to take its place back and no place is free.
@@ -384,6 +375,15 @@ static bool place_wanted(crew_t *pool, unsigned live)
                                                 memory_order_relaxed) > 0);
 }
 
+/*
+ * Sleep until there is work.  Returns true to go back to work, false when
+ * this worker has retired (pool->live already lowered).  In fiber mode,
+ * `until_ns` (CLOCK_MONOTONIC, 0: none) is when the thread's nearest
+ * parked fiber is due, and `stay` says it has fibers and must not leave;
+ * queued work counts only while the fiber budget has room; `inbox` is the
+ * scheduler's list of fibers woken from other threads (NULL in thread
+ * mode), and a fiber there ends the sleep.
+ */
 bool crew__idle(crew_t *pool, int64_t until_ns, bool stay,
                 struct crew__fiber *_Atomic *inbox)
 {
@@ -417,11 +417,8 @@ bool crew__idle(crew_t *pool, int64_t until_ns, bool stay,
         int state = atomic_load_explicit(&pool->state, memory_order_seq_cst);
 
         if (inbox != NULL &&
-            atomic_load_explicit(inbox, memory_order_seq_cst) != NULL) {
-            leave_locked(pool, inbox);
-            pthread_mutex_unlock(&pool->lock);
-            return true;
-        }
+            atomic_load_explicit(inbox, memory_order_seq_cst) != NULL)
+            goto back;
 
         /* Shrunk below us, or a lender wants its place back and none is
          * free: retire even if work waits (others remain). */
@@ -431,11 +428,8 @@ bool crew__idle(crew_t *pool, int64_t until_ns, bool stay,
          * deque.c for tasks in deques that no counter shows). */
         if ((crew__queued(pool) > 0 ||
              (!fibers && crew__deques_busy(pool))) &&
-            (!fibers || crew__fiber_budget_left(pool))) {
-            leave_locked(pool, inbox);
-            pthread_mutex_unlock(&pool->lock);
-            return true;
-        }
+            (!fibers || crew__fiber_budget_left(pool)))
+            goto back;
         /*
          * Shutting down and nothing outstanding: no task can come any more,
          * since submits count themselves in `outstanding` before they read
@@ -449,11 +443,8 @@ bool crew__idle(crew_t *pool, int64_t until_ns, bool stay,
          * its parked fibers so their sleeps end; once stopped, back to
          * it too, which leaves the pool's count with the fibers left
          * (timed-out tasks still running) and never comes here again. */
-        if (stay && state >= CREW__CANCELLING) {
-            leave_locked(pool, inbox);
-            pthread_mutex_unlock(&pool->lock);
-            return true;
-        }
+        if (stay && state >= CREW__CANCELLING)
+            goto back;
         if (timed_out && state == CREW__RUNNING_STATE &&
             live > pool->min_workers)
             break;
@@ -461,32 +452,32 @@ bool crew__idle(crew_t *pool, int64_t until_ns, bool stay,
             /* A parked fiber is due then: back to the scheduler. */
             if (timed_out || pthread_cond_timedwait(&pool->work_cv,
                                                     &pool->lock,
-                                                    &deadline) == ETIMEDOUT) {
-                leave_locked(pool, inbox);
-                pthread_mutex_unlock(&pool->lock);
-                return true;
-            }
-        } else if (timed && live > pool->min_workers && !timed_out) {
+                                                    &deadline) == ETIMEDOUT)
+                goto back;
+        } else {
             pthread_cond_t *cv = hot_push_locked(pool, crew__self);
 
-            if (pthread_cond_timedwait(cv, &pool->lock, &deadline) ==
-                ETIMEDOUT)
-                timed_out = true;
-            hot_drop_locked(pool, crew__self);
-        } else {
-            pthread_cond_wait(hot_push_locked(pool, crew__self), &pool->lock);
+            /* An idle timeout counts only above the minimum. */
+            if (timed && live > pool->min_workers && !timed_out) {
+                if (pthread_cond_timedwait(cv, &pool->lock, &deadline) ==
+                    ETIMEDOUT)
+                    timed_out = true;
+            } else {
+                pthread_cond_wait(cv, &pool->lock);
+            }
             hot_drop_locked(pool, crew__self);
         }
-        if (pool->tokens > 0) {
-            leave_locked(pool, inbox);
-            pthread_mutex_unlock(&pool->lock);
-            return true;
-        }
+        if (pool->tokens > 0)
+            goto back;
     }
     had_token = leave_locked(pool, inbox);
     retire_locked(pool, had_token);
     pthread_mutex_unlock(&pool->lock);
     return false;
+back:
+    leave_locked(pool, inbox);
+    pthread_mutex_unlock(&pool->lock);
+    return true;
 }
 
 /* The end of a worker: the stop hook, then out of the pool's books. */
